@@ -1,0 +1,135 @@
+"""The SQL schema of the system of record, as SQLAlchemy Core table metadata.
+
+One schema for SQLite and PostgreSQL. It is created and changed only by the Alembic
+migrations in ``migrations/versions`` (``provml db upgrade``); ``tests/test_migrations.py``
+checks that the migrations produce exactly this metadata.
+
+Tables:
+
+* ``bundles`` — one PROV bundle (a workflow run or an imported document); ``parent`` links
+  a nested bundle to the document it came in.
+* ``nodes`` — one element description per bundle; an element described in several bundles
+  has several rows, merged when read (PROV-DM keeps descriptions per bundle).
+* ``relations`` — one PROV relation per row. ``key`` is a digest of the bundle and the
+  relation's id (or, for a relation without id, its content), so a replayed document is
+  stored once and the key has a fixed length whatever the IRIs.
+* ``lineage_edges`` — the dependency edges derived from relations, indexed at both ends:
+  the main ``subject → object`` edge, plus the edges that a relation's extra arguments
+  imply (an activity depends on the plan it followed, a derived entity on the activity
+  that derived it). The lineage walk reads only this narrow table.
+* ``outbox`` — one row per bundle per ingest, until the RDF projector has projected it.
+
+Times keep their exact ISO 8601 text (any offset, or none) for round trips, plus a
+naive-UTC ``…_utc`` column that sorts and compares on both backends.
+
+Imports: sqlalchemy only.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+#: JSON that is JSONB on PostgreSQL (indexable, compact) and JSON text on SQLite.
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+#: A 64-bit integer that is SQLite's rowid alias when it is the primary key.
+BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+#: Length of the hex digests in ``relations.key`` and the ``digest`` columns.
+DIGEST_LENGTH = 32
+
+# Constraint names are fixed by convention so that migrations and autogenerate agree.
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+bundles = sa.Table(
+    "bundles",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),
+    sa.Column("parent", sa.Text(), nullable=True, index=True),
+    sa.Column("namespaces", JSONType, nullable=False),  # [[prefix, iri], …] in order
+    sa.Column("attributes", JSONType, nullable=False),
+    sa.Column("created", sa.DateTime(), nullable=False),  # naive UTC
+    # The position the next record of this bundle gets, so records read back in the
+    # order they arrived in.
+    sa.Column("next_position", sa.BigInteger(), nullable=False),
+)
+
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("bundle_id", sa.Text(), sa.ForeignKey("bundles.id"), primary_key=True),
+    sa.Column("iri", sa.Text(), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("ml_class", sa.String(64), nullable=True, index=True),
+    sa.Column("label", sa.Text(), nullable=True),
+    sa.Column("attributes", JSONType, nullable=False),
+    sa.Column("start_time", sa.Text(), nullable=True),
+    sa.Column("start_utc", sa.DateTime(), nullable=True),
+    sa.Column("end_time", sa.Text(), nullable=True),
+    sa.Column("end_utc", sa.DateTime(), nullable=True),
+    sa.Column("position", sa.BigInteger(), nullable=False),
+    sa.Column("digest", sa.String(DIGEST_LENGTH), nullable=False),
+    sa.Index("ix_nodes_iri", "iri"),
+)
+
+relations = sa.Table(
+    "relations",
+    metadata,
+    sa.Column("key", sa.String(DIGEST_LENGTH), primary_key=True),
+    sa.Column("bundle_id", sa.Text(), sa.ForeignKey("bundles.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False, index=True),
+    sa.Column("rel_id", sa.Text(), nullable=True),
+    sa.Column("subject", sa.Text(), nullable=True),
+    sa.Column("object", sa.Text(), nullable=True),
+    sa.Column("time", sa.Text(), nullable=True),
+    sa.Column("time_utc", sa.DateTime(), nullable=True),
+    sa.Column("extras", JSONType, nullable=False),  # [[argument name, iri], …]
+    sa.Column("attributes", JSONType, nullable=False),
+    sa.Column("position", sa.BigInteger(), nullable=False),
+    sa.Column("digest", sa.String(DIGEST_LENGTH), nullable=False),
+)
+
+lineage_edges = sa.Table(
+    "lineage_edges",
+    metadata,
+    sa.Column(
+        "relation_key",
+        sa.String(DIGEST_LENGTH),
+        sa.ForeignKey("relations.key"),
+        primary_key=True,
+    ),
+    # The PROV-DM argument the object end fills: the relation's object ("usedEntity",
+    # "agent", …) or an extra argument ("plan", "activity", "starter", "ender").
+    sa.Column("role", sa.String(32), primary_key=True),
+    sa.Column("subject", sa.Text(), nullable=False),
+    sa.Column("object", sa.Text(), nullable=False),
+    # Both ends, each covering the other, so a walk step is an index-only lookup.
+    sa.Index("ix_lineage_edges_subject_object", "subject", "object"),
+    sa.Index("ix_lineage_edges_object_subject", "object", "subject"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("bundle_id", sa.Text(), sa.ForeignKey("bundles.id"), nullable=False),
+    sa.Column("created", sa.DateTime(), nullable=False),
+)
+
+__all__ = [
+    "DIGEST_LENGTH",
+    "BigInt",
+    "JSONType",
+    "bundles",
+    "lineage_edges",
+    "metadata",
+    "nodes",
+    "outbox",
+    "relations",
+]

@@ -1,0 +1,1048 @@
+"""The SQL system of record: :class:`SQLStore` on SQLite or PostgreSQL (psycopg 3).
+
+Every record that provml keeps is stored here first; the RDF side is a projection that
+the projector rebuilds from these rows (it learns what changed from the ``outbox``).
+This module is the boundary where SQLAlchemy, psycopg and sqlite3 errors become
+:mod:`provml.errors`. The schema lives in :mod:`provml.store.models` and changes only
+through the Alembic migrations shipped as ``provml.migrations``.
+
+Ingest is one transaction per call, idempotent by record id, and bulk: existing keys are
+looked up in chunks with ``IN`` and new rows are written with ``executemany``.
+
+Imports: sqlalchemy, alembic and ``provml`` core modules; never FastAPI or rdflib.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from provml.errors import (
+    ConfigurationError,
+    Conflict,
+    InvalidRecord,
+    MissingExtra,
+    NotFound,
+    ProvmlError,
+    QueryRejected,
+    SchemaOutdated,
+    StoreUnavailable,
+)
+from provml.records import (
+    Attributes,
+    AttrValue,
+    Bundle,
+    Element,
+    Literal,
+    Record,
+    Ref,
+    Relation,
+    check_bundle,
+    decode_value,
+    encode_value,
+    merge_elements,
+)
+from provml.store import models
+from provml.store.base import BundleInfo, IngestResult, Node
+from provml.vocab import RELATIONS
+
+__all__ = [
+    "DEPENDENCY_EXTRAS",
+    "MAX_IRI_BYTES",
+    "SQLStore",
+    "alembic_config",
+    "decode_stored_attributes",
+    "encode_stored_attributes",
+    "from_iso",
+    "merge_descriptions",
+]
+
+#: The longest IRI (UTF-8 bytes) the store accepts where it is indexed. PostgreSQL's
+#: B-tree entries hold at most ~2.7 kB, and (bundle, IRI) pairs are indexed together;
+#: the same limit applies on SQLite so that both backends accept the same documents.
+MAX_IRI_BYTES = 1000
+_CHUNK = 500  # values in one IN (…) list: well below every backend's parameter limit
+_BUSY_TIMEOUT_MS = 30_000
+_ANALYZE_AFTER = 5_000  # rows one ingest must add before PostgreSQL statistics are refreshed
+_DOUBLE = "@double"  # storage tag for floats JSONB would not give back as floats
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+#: Extra relation arguments that are dependencies too: an activity depends on the plan
+#: it followed, a derived entity on the deriving activity, an activity on the activity
+#: whose trigger started or ended it. They become lineage edges beside subject → object.
+DEPENDENCY_EXTRAS: dict[str, tuple[str, ...]] = {
+    "wasAssociatedWith": ("plan",),
+    "wasDerivedFrom": ("activity",),
+    "wasStartedBy": ("starter",),
+    "wasEndedBy": ("ender",),
+}
+
+_B, _N, _R, _E, _O = (
+    models.bundles,
+    models.nodes,
+    models.relations,
+    models.lineage_edges,
+    models.outbox,
+)
+
+
+# ------------------------------------------------------------------- alembic helpers
+
+
+def _migrations_dir() -> str:
+    return str(Path(str(resources.files("provml.migrations"))))
+
+
+def alembic_config(url: str | None = None, connection: Connection | None = None):
+    """An Alembic ``Config`` built in code: no ``alembic.ini`` needed in the cwd.
+
+    Args:
+        url: the database (SQLAlchemy URL) for commands that open their own connection.
+        connection: an open connection that ``env.py`` uses instead of ``url``.
+    """
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", _migrations_dir())
+    if url is not None:
+        # ConfigParser interpolates "%": escape it (URL-encoded passwords contain it).
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def _script_directory():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+# ---------------------------------------------------------------------- value codecs
+
+
+# Our JSON is lists and encode_value's dicts, whose key order is fixed: no sorting.
+_to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+def _digest(*texts: str) -> str:
+    """A short digest of texts joined by NUL, which neither IRIs nor JSON text contain."""
+    data = "\x00".join(texts).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=models.DIGEST_LENGTH // 2).hexdigest()
+
+
+def _check_text(value: str, record: str | None, field_name: str) -> None:
+    # Neither PostgreSQL nor sqlite3 can store a lone UTF-16 surrogate.
+    if not value.isascii() and _SURROGATE.search(value):
+        raise InvalidRecord(
+            f"{field_name} contains a lone surrogate, which is not UTF-8",
+            record=record,
+            field=field_name,
+        )
+
+
+def _check_iri(value: str, record: str | None, field_name: str) -> None:
+    _check_text(value, record, field_name)
+    if len(value) > MAX_IRI_BYTES // 4 and len(value.encode()) > MAX_IRI_BYTES:
+        raise InvalidRecord(
+            f"{field_name} is longer than {MAX_IRI_BYTES} bytes, the store's limit for IRIs",
+            record=record,
+            field=field_name,
+        )
+
+
+def _encode_value(value: AttrValue, record: str | None, field_name: str) -> Any:
+    if type(value) is float:
+        text = repr(value)
+        # JSONB keeps numbers as decimals: 1e+16 would come back as an int and -0.0
+        # as 0.0, so these floats are stored as tagged text.
+        if "e" in text or (value == 0 and math.copysign(1.0, value) < 0):
+            return {_DOUBLE: text}
+        return value
+    if isinstance(value, str):
+        _check_text(value, record, field_name)
+    elif isinstance(value, Literal):
+        _check_text(value.lexical, record, field_name)
+        _check_text(value.datatype, record, field_name)
+        if value.lang is not None:
+            _check_text(value.lang, record, field_name)
+    elif isinstance(value, Ref):
+        _check_text(value.iri, record, field_name)
+    return encode_value(value)
+
+
+def encode_stored_attributes(attributes: Attributes, record: str | None = None) -> list[list[Any]]:
+    """The JSON stored for attributes: the wire form, with JSONB-unsafe floats tagged."""
+    out = []
+    for name, value in attributes:
+        _check_text(name, record, "attributes")
+        out.append([name, _encode_value(value, record, f"attributes[{name}]")])
+    return out
+
+
+def decode_stored_attributes(data: list[list[Any]], record: str | None = None) -> Attributes:
+    """Inverse of :func:`encode_stored_attributes`."""
+    out = []
+    for name, value in data:
+        if isinstance(value, dict) and _DOUBLE in value:
+            out.append((name, float(value[_DOUBLE])))
+        else:
+            out.append((name, decode_value(value, record, f"attributes[{name}]")))
+    return tuple(out)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _from_iso(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Naive UTC for the sortable time columns; naive input is taken to be UTC."""
+    if value is None:
+        return None
+    offset = value.utcoffset()
+    naive = value.replace(tzinfo=None)
+    if offset is None:
+        return naive
+    try:
+        return naive - offset
+    except OverflowError:  # within a day of year 1 or 9999
+        return datetime.min if offset.total_seconds() > 0 else datetime.max
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _union(first: Attributes, second: Attributes) -> Attributes:
+    """The union of two attribute lists, in order, as :func:`merge_elements` does."""
+    seen = set()
+    out = []
+    for pair in (*first, *second):
+        key = (pair[0], type(pair[1]).__name__, pair[1])
+        if key not in seen:
+            seen.add(key)
+            out.append(pair)
+    return tuple(out)
+
+
+# ------------------------------------------------------------------- ingest planning
+
+
+@dataclass
+class _BundlePlan:
+    """One bundle of an ingest call, validated and encoded before the transaction."""
+
+    id: str
+    parent: str | None = None
+    namespaces: list[tuple[str, str]] = field(default_factory=list)
+    attributes: Attributes = ()
+    elements: dict[str, Element] = field(default_factory=dict)
+    relations: dict[str, dict[str, Any]] = field(default_factory=dict)  # key → row
+    edges: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # key → rows
+
+
+def _merge_namespaces(
+    current: list[tuple[str, str]], new: Iterable[tuple[str, str]], bundle_id: str
+) -> list[tuple[str, str]]:
+    out = list(current)
+    bound = dict(out)
+    for prefix, uri in new:
+        if prefix not in bound:
+            out.append((prefix, uri))
+            bound[prefix] = uri
+        elif bound[prefix] != uri:
+            raise Conflict(
+                f"bundle {bundle_id} binds prefix {prefix!r} to {bound[prefix]} and to {uri}",
+                record=bundle_id,
+                field="namespaces",
+            )
+    return out
+
+
+def _merge_parent(current: str | None, new: str | None, bundle_id: str) -> str | None:
+    if current is not None and new is not None and current != new:
+        raise Conflict(
+            f"bundle {bundle_id} is nested in {current}, not in {new}",
+            record=bundle_id,
+            field="parent",
+        )
+    return current if current is not None else new
+
+
+def _element_row(bundle_id: str, element: Element) -> dict[str, Any]:
+    attributes = encode_stored_attributes(element.attributes, element.id)
+    start, end = _iso(element.start_time), _iso(element.end_time)
+    label = element.label
+    return {
+        "bundle_id": bundle_id,
+        "iri": element.id,
+        "kind": element.kind,
+        "ml_class": element.ml_class,
+        "label": label,
+        "attributes": attributes,
+        "start_time": start,
+        "start_utc": _utc(element.start_time),
+        "end_time": end,
+        "end_utc": _utc(element.end_time),
+        "digest": _digest(_to_json([element.kind, element.id, attributes, start, end])),
+    }
+
+
+def _relation_row(bundle_id: str, relation: Relation) -> dict[str, Any]:
+    rid = relation.id
+    for name, value in (("subject", relation.subject), ("object", relation.object)):
+        if value is not None:
+            _check_iri(value, rid, name)
+    if rid is not None:
+        _check_iri(rid, rid, "id")
+    for name, value in relation.extras:
+        _check_text(value, rid, name)
+    extras = [[name, value] for name, value in relation.extras]
+    time = _iso(relation.time)
+    content = [
+        relation.kind,
+        relation.subject,
+        relation.object,
+        time,
+        extras,
+        encode_stored_attributes(relation.attributes, rid),
+    ]
+    text = _to_json(content)
+    # Keyed by id within the bundle, or by content for a relation without id.
+    key = _digest("id", bundle_id, rid) if rid is not None else _digest("content", bundle_id, text)
+    return {
+        "key": key,
+        "bundle_id": bundle_id,
+        "kind": relation.kind,
+        "rel_id": rid,
+        "subject": relation.subject,
+        "object": relation.object,
+        "time": time,
+        "time_utc": _utc(relation.time),
+        "extras": extras,
+        "attributes": content[5],
+        "digest": _digest(text, rid or ""),
+    }
+
+
+def _edge_rows(row: dict[str, Any]) -> list[dict[str, str]]:
+    signature = RELATIONS[row["kind"]]
+    out = []
+    if row["subject"] is None:  # an identified relation whose document left it out
+        return []
+    if row["object"] is not None:
+        out.append(
+            {
+                "relation_key": row["key"],
+                "role": signature.object,
+                "subject": row["subject"],
+                "object": row["object"],
+            }
+        )
+    dependencies = DEPENDENCY_EXTRAS.get(row["kind"], ())
+    for name, value in row["extras"]:
+        if name in dependencies:
+            out.append(
+                {
+                    "relation_key": row["key"],
+                    "role": name,
+                    "subject": row["subject"],
+                    "object": value,
+                }
+            )
+    return out
+
+
+def _plan(bundles: Sequence[Bundle]) -> dict[str, _BundlePlan]:
+    """Validate and encode everything before touching the database."""
+    plans: dict[str, _BundlePlan] = {}
+    for bundle in bundles:
+        check_bundle(bundle)
+        _check_iri(bundle.id, bundle.id, "bundle")
+        if bundle.parent is not None:
+            _check_iri(bundle.parent, bundle.id, "parent")
+        for prefix, uri in bundle.namespaces:
+            _check_text(prefix, bundle.id, "namespaces")
+            _check_text(uri, bundle.id, "namespaces")
+        encode_stored_attributes(bundle.attributes, bundle.id)
+        plan = plans.setdefault(bundle.id, _BundlePlan(bundle.id))
+        plan.parent = _merge_parent(plan.parent, bundle.parent, bundle.id)
+        plan.namespaces = _merge_namespaces(plan.namespaces, bundle.namespaces, bundle.id)
+        plan.attributes = _union(plan.attributes, bundle.attributes)
+        for record in bundle.records:
+            if isinstance(record, Element):
+                _check_iri(record.id, record.id, "id")
+                known = plan.elements.get(record.id)
+                plan.elements[record.id] = merge_elements(known, record) if known else record
+                continue
+            row = _relation_row(bundle.id, record)
+            known_row = plan.relations.get(row["key"])
+            if known_row is None:
+                plan.relations[row["key"]] = row
+                plan.edges[row["key"]] = _edge_rows(row)
+            elif known_row["digest"] != row["digest"]:
+                raise Conflict(
+                    f"relation {record.id} appears twice with different content",
+                    record=record.id,
+                    field="id",
+                )
+    return plans
+
+
+# --------------------------------------------------------------------- row decoding
+
+
+def from_iso(value: str | None) -> datetime | None:
+    """A stored exact time (ISO 8601 text) back as a datetime."""
+    return _from_iso(value)
+
+
+def _element(row: Any) -> Element:
+    return Element(
+        kind=row.kind,
+        id=row.iri,
+        attributes=decode_stored_attributes(row.attributes, row.iri),
+        start_time=_from_iso(row.start_time),
+        end_time=_from_iso(row.end_time),
+    )
+
+
+def _relation(row: Any) -> Relation:
+    return Relation(
+        kind=row.kind,
+        subject=row.subject,
+        object=row.object,
+        id=row.rel_id,
+        time=_from_iso(row.time),
+        extras=tuple((name, value) for name, value in row.extras),
+        attributes=decode_stored_attributes(row.attributes, row.rel_id),
+    )
+
+
+def merge_descriptions(elements: Iterable[Element]) -> Element | None:
+    """Merge an element's descriptions from several bundles, tolerating disagreement.
+
+    Bundles are independent accounts, so two may disagree on a time or even a kind; the
+    first description (by bundle id) wins such a field and the attributes are unioned.
+    """
+    merged: Element | None = None
+    for element in elements:
+        if merged is None:
+            merged = element
+            continue
+        try:
+            merged = merge_elements(merged, element)
+        except Conflict:
+            merged = merge_elements(merged, Element(merged.kind, merged.id, element.attributes))
+    return merged
+
+
+def _node(elements: list[Element], bundle_ids: list[str]) -> Node:
+    element = merge_descriptions(elements)
+    assert element is not None  # callers pass at least one description
+    return Node(
+        id=element.id,
+        kind=element.kind,
+        ml_class=element.ml_class,
+        label=element.label,
+        attributes=element.attributes,
+        start_time=element.start_time,
+        end_time=element.end_time,
+        bundles=tuple(bundle_ids),
+    )
+
+
+# ----------------------------------------------------------------------- the engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling defers BEGIN until the first write, which
+    # lets two writers deadlock on lock upgrade; we emit BEGIN ourselves (see below).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the one writer
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe with WAL
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    # A write transaction takes the write lock up front (waiting up to busy_timeout),
+    # so that its reads and writes see one consistent state.
+    write = connection.get_execution_options().get("provml_write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError as exc:
+        raise ConfigurationError(f"not a database URL: {url!r}") from exc
+    backend = parsed.get_backend_name()
+    try:
+        if backend == "sqlite":
+            options: dict[str, Any] = {}
+            if parsed.database in (None, "", ":memory:"):
+                # One in-memory database shared by every use of this store.
+                options = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+            engine = sa.create_engine(parsed, **options)
+            event.listen(engine, "connect", _sqlite_on_connect)
+            event.listen(engine, "begin", _sqlite_on_begin)
+            return engine
+        if backend == "postgresql":
+            return sa.create_engine(parsed, pool_pre_ping=True)
+    except (ImportError, sa_exc.NoSuchModuleError) as exc:
+        raise MissingExtra(parsed.drivername, "server") from exc
+    raise ConfigurationError(
+        f"unsupported SQL store {parsed.drivername!r}: use sqlite:///file or "
+        "postgresql+psycopg://user@host/db"
+    )
+
+
+def _missing_schema(exc: sa_exc.DBAPIError) -> bool:
+    if getattr(exc.orig, "sqlstate", None) in ("42P01", "42703"):  # undefined table/column
+        return True
+    text = str(exc.orig)
+    return "no such table" in text or "no such column" in text
+
+
+class SQLStore:
+    """The record store on SQLite (the embedded default) or PostgreSQL.
+
+    Args:
+        url: a SQLAlchemy URL, ``sqlite:///path/provml.sqlite`` or
+            ``postgresql+psycopg://user@host/db``. Nothing is opened until first use.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self._schema_ok = False
+
+    def __repr__(self) -> str:
+        return f"SQLStore({self._safe_url!r})"
+
+    @property
+    def _safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # ------------------------------------------------------------ errors and schema
+
+    def _translate(self, exc: sa_exc.SQLAlchemyError) -> ProvmlError:
+        if isinstance(exc, sa_exc.DBAPIError):
+            if _missing_schema(exc):
+                return self._outdated("has no provml schema or an incomplete one")
+            if isinstance(exc, sa_exc.IntegrityError):
+                return Conflict(
+                    f"a concurrent write to the SQL store changed the same records: {exc.orig}"
+                )
+            if isinstance(exc, sa_exc.DataError):
+                return InvalidRecord(f"the SQL store refused a value: {exc.orig}")
+            return StoreUnavailable(f"the SQL store at {self._safe_url} is unavailable: {exc.orig}")
+        return StoreUnavailable(f"the SQL store at {self._safe_url} failed: {exc}")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._translate(exc) from exc
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False) -> Iterator[Connection]:
+        """One transaction, after checking once per store that the schema is current."""
+        with self._errors():
+            if not self._schema_ok:
+                self.check_schema()
+            with self.engine.connect() as conn:
+                if write:
+                    # READ COMMITTED on PostgreSQL: after waiting for a bundle's row lock,
+                    # the next statements see what the other writer committed.
+                    conn.execution_options(provml_write=True)
+                elif self.dialect == "postgresql":
+                    # A read of several statements sees one snapshot, as SQLite's does.
+                    conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction for queries that live outside this module (lineage).
+
+        The schema is checked and SQLAlchemy errors become :mod:`provml.errors`, as for
+        the store's own methods.
+        """
+        with self._transaction() as conn:
+            yield conn
+
+    def _text_order(self, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+        """``column`` sorted by code point on both backends.
+
+        SQLite compares bytes; a PostgreSQL database may have a locale collation that,
+        e.g., ignores punctuation. Pages, merge order and listings must not differ.
+        """
+        return column.collate("C") if self.dialect == "postgresql" else column
+
+    def _outdated(self, state: str) -> SchemaOutdated:
+        return SchemaOutdated(
+            f"the SQL store at {self._safe_url} {state}: "
+            f"run `provml db upgrade --store {self._safe_url}`",
+            store=self._safe_url,
+        )
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Run the Alembic migrations up to ``revision`` (creating the schema if needed)."""
+        from alembic import command
+
+        database = self.engine.url.database
+        if self.dialect == "sqlite" and database not in (None, "", ":memory:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        with self._errors(), self.engine.connect() as conn:
+            conn.execution_options(provml_write=True)
+            with conn.begin():
+                command.upgrade(alembic_config(connection=conn), revision)
+        self._schema_ok = False
+
+    def downgrade(self, revision: str) -> None:
+        """Run the migrations down to ``revision`` (``"base"`` drops every table)."""
+        from alembic import command
+
+        with self._errors(), self.engine.connect() as conn:
+            conn.execution_options(provml_write=True)
+            with conn.begin():
+                command.downgrade(alembic_config(connection=conn), revision)
+        self._schema_ok = False
+
+    def current_revision(self) -> str | None:
+        """The schema revision the database is at; ``None`` for an empty database."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self._errors(), self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str:
+        """The newest schema revision this version of provml knows."""
+        head = _script_directory().get_current_head()
+        assert head is not None  # the package ships revision 0001 at least
+        return head
+
+    def check_schema(self) -> None:
+        """Raise :class:`SchemaOutdated`, naming the command to run, unless at head."""
+        current, head = self.current_revision(), self.head_revision()
+        if current == head:
+            self._schema_ok = True
+            return
+        if current is None:
+            raise self._outdated("has no provml schema")
+        known = {script.revision for script in _script_directory().walk_revisions()}
+        if current not in known:
+            raise StoreUnavailable(
+                f"the SQL store at {self._safe_url} is at schema revision {current}, "
+                f"newer than this provml knows (head {head}): upgrade provml",
+                store=self._safe_url,
+            )
+        raise self._outdated(f"is at schema revision {current}, provml needs {head}")
+
+    # --------------------------------------------------------------------- ingest
+
+    def ingest(self, bundles: Sequence[Bundle]) -> IngestResult:
+        """Store the bundles in one transaction: all of them, or nothing.
+
+        Idempotent by record id: records already stored unchanged count as
+        ``unchanged``; an element description already in the bundle is merged with
+        the new one (the PROV-DM union); a relation whose id is stored with other
+        content raises :class:`Conflict`. One outbox row is appended per bundle
+        of the batch.
+
+        Raises:
+            InvalidRecord: a record breaks the rules (names the record and field).
+            Conflict: a record contradicts what is stored; nothing was stored.
+            SchemaOutdated, StoreUnavailable: the database cannot take the batch.
+        """
+        plans = _plan(bundles)
+        if not plans:
+            return IngestResult()
+        with self._transaction(write=True) as conn:
+            return self._apply(conn, plans)
+
+    def _insert_missing_bundles(self, conn: Connection, plans: dict[str, _BundlePlan]) -> None:
+        ids = sorted(plans)
+        existing: set[str] = set()
+        for chunk in _chunks(ids):
+            existing.update(conn.scalars(sa.select(_B.c.id).where(_B.c.id.in_(chunk))))
+        missing = [
+            {
+                "id": i,
+                "parent": plans[i].parent,
+                "namespaces": [list(p) for p in plans[i].namespaces],
+                "attributes": encode_stored_attributes(plans[i].attributes, i),
+                "created": _now(),
+                "next_position": 0,
+            }
+            for i in ids
+            if i not in existing
+        ]
+        if missing:
+            if self.dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            # A concurrent ingest may create the same bundle: whoever is second merges.
+            conn.execute(insert(_B).on_conflict_do_nothing(index_elements=["id"]), missing)
+
+    def _apply(self, conn: Connection, plans: dict[str, _BundlePlan]) -> IngestResult:
+        self._insert_missing_bundles(conn, plans)
+        # Lock the bundle rows in a fixed order: concurrent ingests into one bundle
+        # (PostgreSQL) then serialise, so positions and merges never interleave.
+        locked = {}
+        for chunk in _chunks(sorted(plans)):
+            query = sa.select(_B).where(_B.c.id.in_(chunk)).order_by(_B.c.id).with_for_update()
+            locked.update({row.id: row for row in conn.execute(query)})
+
+        inserted = unchanged = merged = 0
+        new_nodes: list[dict[str, Any]] = []
+        node_updates: list[dict[str, Any]] = []
+        new_relations: list[dict[str, Any]] = []
+        new_edges: list[dict[str, str]] = []
+        bundle_updates: list[dict[str, Any]] = []
+
+        for bundle_id in sorted(plans):
+            plan, row = plans[bundle_id], locked[bundle_id]
+            position = row.next_position
+
+            parent = _merge_parent(row.parent, plan.parent, bundle_id)
+            namespaces = _merge_namespaces(
+                [tuple(p) for p in row.namespaces], plan.namespaces, bundle_id
+            )
+            stored_attributes = decode_stored_attributes(row.attributes, bundle_id)
+            attributes = _union(stored_attributes, plan.attributes)
+            meta_changed = (
+                parent != row.parent
+                or namespaces != [tuple(p) for p in row.namespaces]
+                or attributes != stored_attributes
+            )
+
+            # Element descriptions: new, identical, or merged with the stored one.
+            stored_nodes = {}
+            iris = list(plan.elements)
+            for chunk in _chunks(iris):
+                query = sa.select(_N).where(_N.c.bundle_id == bundle_id, _N.c.iri.in_(chunk))
+                stored_nodes.update({r.iri: r for r in conn.execute(query)})
+            for iri, element in plan.elements.items():
+                stored = stored_nodes.get(iri)
+                if stored is None:
+                    new_nodes.append({**_element_row(bundle_id, element), "position": position})
+                    position += 1
+                    inserted += 1
+                    continue
+                new_row = _element_row(bundle_id, element)
+                if new_row["digest"] == stored.digest:
+                    unchanged += 1
+                    continue
+                merged_row = _element_row(bundle_id, merge_elements(_element(stored), element))
+                if merged_row["digest"] == stored.digest:
+                    unchanged += 1
+                    continue
+                merged_row["b_bundle_id"] = merged_row.pop("bundle_id")
+                merged_row["b_iri"] = merged_row.pop("iri")
+                node_updates.append(merged_row)
+                merged += 1
+
+            # Relations: keyed by id (or content), so a stored key means a replay.
+            stored_digests: dict[str, str] = {}
+            keys = list(plan.relations)
+            for chunk in _chunks(keys):
+                query = sa.select(_R.c.key, _R.c.digest).where(_R.c.key.in_(chunk))
+                stored_digests.update({k: d for k, d in conn.execute(query)})
+            for key, relation_row in plan.relations.items():
+                digest = stored_digests.get(key)
+                if digest is None:
+                    new_relations.append({**relation_row, "position": position})
+                    new_edges.extend(plan.edges[key])
+                    position += 1
+                    inserted += 1
+                elif digest == relation_row["digest"]:
+                    unchanged += 1
+                else:
+                    rid = relation_row["rel_id"]
+                    raise Conflict(
+                        f"relation {rid} is already stored in bundle {bundle_id} "
+                        "with different content; nothing was stored",
+                        record=rid,
+                        field="id",
+                    )
+
+            if position != row.next_position or meta_changed:
+                bundle_updates.append(
+                    {
+                        "b_id": bundle_id,
+                        "parent": parent,
+                        "namespaces": [list(p) for p in namespaces],
+                        "attributes": encode_stored_attributes(attributes, bundle_id),
+                        "next_position": position,
+                    }
+                )
+
+        if new_nodes:
+            conn.execute(sa.insert(_N), new_nodes)
+        if node_updates:
+            where = (_N.c.bundle_id == sa.bindparam("b_bundle_id")) & (
+                _N.c.iri == sa.bindparam("b_iri")
+            )
+            conn.execute(sa.update(_N).where(where), node_updates)
+        if new_relations:
+            conn.execute(sa.insert(_R), new_relations)
+        if new_edges:
+            conn.execute(sa.insert(_E), new_edges)
+        if bundle_updates:
+            conn.execute(sa.update(_B).where(_B.c.id == sa.bindparam("b_id")), bundle_updates)
+        self._refresh_statistics(
+            conn, {_N: len(new_nodes), _R: len(new_relations), _E: len(new_edges)}
+        )
+        # Every bundle of the batch is queued, even a replayed one: projecting is
+        # idempotent, and a replay may be the very repair of a lost projection.
+        now = _now()
+        conn.execute(sa.insert(_O), [{"bundle_id": b, "created": now} for b in sorted(plans)])
+        return IngestResult(
+            bundles=len(plans), inserted=inserted, unchanged=unchanged, merged=merged
+        )
+
+    def _refresh_statistics(self, conn: Connection, inserted: dict[sa.Table, int]) -> None:
+        """Analyse PostgreSQL tables that this ingest at least doubled.
+
+        Until autovacuum gets round to it (a minute or more), a freshly bulk-loaded table
+        has no statistics, and the planner answers the next batch's IN lookups with
+        sequential scans that are a hundred times slower than the index.
+        """
+        if self.dialect != "postgresql" or sum(inserted.values()) < _ANALYZE_AFTER:
+            return
+        query = (
+            sa.select(sa.column("relname"), sa.column("reltuples"))
+            .select_from(sa.table("pg_class"))
+            .where(
+                sa.column("relname").in_([t.name for t in inserted]),
+                sa.column("relnamespace") == sa.func.to_regnamespace(sa.func.current_schema()),
+            )
+        )
+        estimates = {name: count for name, count in conn.execute(query)}
+        for table, count in inserted.items():
+            # Never analysed (-1), or this ingest at least doubles the table: so a bulk
+            # load pays for O(log n) ANALYZEs and autovacuum looks after the rest.
+            if count and count > estimates.get(table.name, -1):
+                # ANALYZE sees this transaction's own rows, so the new batch counts.
+                conn.exec_driver_sql(f"ANALYZE {table.name}")  # a name from our metadata
+
+    # ---------------------------------------------------------------------- reads
+
+    def _read_bundle(self, conn: Connection, bundle_id: str) -> Bundle:
+        row = conn.execute(sa.select(_B).where(_B.c.id == bundle_id)).first()
+        if row is None:
+            raise NotFound(f"no bundle {bundle_id} in the store", bundle=bundle_id)
+        positioned: list[tuple[int, Record]] = [
+            (r.position, _element(r))
+            for r in conn.execute(sa.select(_N).where(_N.c.bundle_id == bundle_id))
+        ]
+        positioned.extend(
+            (r.position, _relation(r))
+            for r in conn.execute(sa.select(_R).where(_R.c.bundle_id == bundle_id))
+        )
+        positioned.sort(key=lambda pair: pair[0])
+        return Bundle(
+            id=row.id,
+            records=tuple(record for _, record in positioned),
+            namespaces=tuple((prefix, uri) for prefix, uri in row.namespaces),
+            parent=row.parent,
+            attributes=decode_stored_attributes(row.attributes, row.id),
+        )
+
+    def get_bundle(self, bundle_id: str) -> Bundle:
+        """The bundle with every record stored in it, in arrival order.
+
+        Raises:
+            NotFound: no such bundle.
+        """
+        with self._transaction() as conn:
+            return self._read_bundle(conn, bundle_id)
+
+    def document(self, bundle_id: str) -> list[Bundle]:
+        """The bundle first, then the bundles nested in it (an imported document)."""
+        with self._transaction() as conn:
+            first = self._read_bundle(conn, bundle_id)
+            query = (
+                sa.select(_B.c.id)
+                .where(_B.c.parent == bundle_id)
+                .order_by(self._text_order(_B.c.id))
+            )
+            children = list(conn.scalars(query))
+            return [first, *(self._read_bundle(conn, child) for child in children)]
+
+    def list_bundles(self) -> list[BundleInfo]:
+        """Every bundle with its record count, oldest first."""
+        counts = {}
+        with self._transaction() as conn:
+            for table in (_N, _R):
+                query = sa.select(table.c.bundle_id, sa.func.count()).group_by(table.c.bundle_id)
+                for bundle_id, count in conn.execute(query):
+                    counts[bundle_id] = counts.get(bundle_id, 0) + count
+            rows = conn.execute(
+                sa.select(_B.c.id, _B.c.parent, _B.c.created).order_by(
+                    _B.c.created, self._text_order(_B.c.id)
+                )
+            ).all()
+        return [
+            BundleInfo(r.id, r.parent, counts.get(r.id, 0), r.created.replace(tzinfo=UTC))
+            for r in rows
+        ]
+
+    def iter_bundles(self) -> Iterator[Bundle]:
+        """Every bundle, one read at a time (memory stays bounded on big stores)."""
+        with self._transaction() as conn:
+            ids = list(conn.scalars(sa.select(_B.c.id).order_by(self._text_order(_B.c.id))))
+        for bundle_id in ids:
+            yield self.get_bundle(bundle_id)
+
+    def nodes(self, iris: Iterable[str]) -> dict[str, Node]:
+        """The described elements among ``iris``, descriptions merged, in bundle-id order."""
+        wanted = sorted(set(iris))
+        found: dict[str, tuple[list[Element], list[str]]] = {}
+        with self._transaction() as conn:
+            for chunk in _chunks(wanted):
+                query = (
+                    sa.select(_N)
+                    .where(_N.c.iri.in_(chunk))
+                    .order_by(self._text_order(_N.c.bundle_id))
+                )
+                for row in conn.execute(query):
+                    elements, bundle_ids = found.setdefault(row.iri, ([], []))
+                    elements.append(_element(row))
+                    bundle_ids.append(row.bundle_id)
+        return {iri: _node(*found[iri]) for iri in wanted if iri in found}
+
+    def get_node(self, node_id: str) -> Node:
+        """One element with its descriptions merged across bundles.
+
+        Raises:
+            NotFound: no bundle describes it.
+        """
+        node = self.nodes([node_id]).get(node_id)
+        if node is None:
+            raise NotFound(f"no element {node_id} in the store", record=node_id)
+        return node
+
+    def find_nodes(
+        self,
+        *,
+        kind: str | None = None,
+        ml_class: str | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Node]:
+        """Elements by PROV kind, PROV-ML class and/or text in IRI or label, by IRI.
+
+        ``text`` matches case-insensitively anywhere in the IRI or the label.
+        """
+        if limit < 0 or offset < 0:
+            raise QueryRejected("limit and offset must not be negative")
+        # The ordering expression must be the selected one for DISTINCT on PostgreSQL.
+        iri = self._text_order(_N.c.iri).label("iri")
+        query = sa.select(iri).distinct()
+        if kind is not None:
+            query = query.where(_N.c.kind == kind)
+        if ml_class is not None:
+            query = query.where(_N.c.ml_class == ml_class)
+        if text:
+            query = query.where(
+                sa.or_(
+                    _N.c.iri.icontains(text, autoescape=True),
+                    _N.c.label.icontains(text, autoescape=True),
+                )
+            )
+        query = query.order_by(iri).limit(limit).offset(offset)
+        with self._transaction() as conn:
+            iris = list(conn.scalars(query))
+        found = self.nodes(iris)
+        return [found[iri] for iri in iris if iri in found]
+
+    def checksum(self) -> str:
+        """A digest of every stored record and bundle, independent of row order.
+
+        Each row is hashed and the hashes are summed, so the result does not depend on
+        how a backend sorts text. Records are represented by their content digests
+        (written with the content by the one ingest path), which keeps this fast on
+        millions of rows; bundles by their content.
+        """
+        total = 0
+        count = 0
+        columns = (
+            (_B, ["id", "parent", "namespaces", "attributes"]),
+            (_N, ["bundle_id", "iri", "digest", "position"]),
+            (_R, ["key", "digest", "position"]),
+        )
+        with self._transaction() as conn:
+            for table, names in columns:
+                query = sa.select(*(table.c[name] for name in names))
+                result = conn.execution_options(stream_results=True, yield_per=2000).execute(query)
+                for row in result:
+                    if table is _B:  # JSONB reorders object keys: sort them
+                        text = json.dumps(list(row), sort_keys=True, separators=(",", ":"))
+                    else:  # IRIs, hex digests and integers: NUL cannot occur in them
+                        text = "\x00".join(map(str, row))
+                    data = f"{table.name}\x00{text}".encode()
+                    total += int.from_bytes(hashlib.blake2b(data).digest(), "big")
+                    count += 1
+        total %= 1 << 512
+        return hashlib.blake2b(f"{count}:{total:x}".encode(), digest_size=32).hexdigest()
+
+    # --------------------------------------------------------------------- outbox
+
+    def outbox_pending(self, limit: int = 1000) -> list[tuple[int, str]]:
+        """The oldest outbox entries, as ``(seq, bundle_id)``, for the RDF projector."""
+        query = sa.select(_O.c.seq, _O.c.bundle_id).order_by(_O.c.seq).limit(limit)
+        with self._transaction() as conn:
+            return [(seq, bundle_id) for seq, bundle_id in conn.execute(query)]
+
+    def outbox_done(self, seqs: Iterable[int]) -> None:
+        """Remove outbox entries the projector has applied."""
+        values = sorted(set(seqs))
+        with self._transaction(write=True) as conn:
+            for chunk in _chunks(values):
+                conn.execute(sa.delete(_O).where(_O.c.seq.in_(chunk)))
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> SQLStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
