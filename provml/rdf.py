@@ -1,0 +1,937 @@
+"""The RDF side of provml: an Oxigraph store, its projector from SQL, and read-only SPARQL.
+
+Each bundle lives in its own named graph (the graph name is the bundle IRI); SPARQL's
+default graph is the union of all bundles. A bundle's quads are its PROV-O triples
+(:func:`provml.prov_io.bundle_to_rdf`) plus, for every qualified relation, the binary
+triple PROV-O pairs with it, so that paths like ``prov:used+`` walk every relation.
+
+The SQL record store is the system of record: :meth:`RDFStore.project` catches the RDF
+side up from the SQL outbox and :meth:`RDFStore.rebuild` recreates it from scratch;
+both give the same quads.
+
+Two facts about Oxigraph shape this module (DESIGN.md, "two traps"):
+
+* an on-disk store is writable by one process only (RocksDB's lock). Other processes
+  open it with ``read_only=True`` and see a snapshot taken when they opened it
+  (:meth:`RDFStore.refresh` takes a new one);
+* pyoxigraph cannot cancel a running query (its Python API has no timeout). A query
+  with a ``timeout`` on an on-disk store therefore runs in a worker process that opens
+  the store read-only (:mod:`provml._sparql_worker`); at the deadline the worker is
+  killed, so an expensive query really stops and costs nothing afterwards. Workers are
+  fresh interpreters kept for reuse, not forks: a fork taken while another thread is
+  inside pyoxigraph can inherit a held lock and hang. An in-memory store cannot be
+  shared with another process, so there the query runs in a daemon thread: the caller
+  gets its :class:`~provml.errors.QueryTimeout` on time, but the evaluation runs on to
+  its end in the background.
+
+Imports: standard library and provml's core at import time; pyoxigraph, rdflib and
+oxrdflib (the ``server`` extra) on use. Must not import FastAPI or SQLAlchemy: the
+record store comes in as an object (:class:`provml.store.base.ProjectionSource`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from provml._sparql import inspect_query
+from provml.errors import (
+    MissingExtra,
+    NotFound,
+    QueryRejected,
+    QueryTimeout,
+    StoreUnavailable,
+    UnsupportedFormat,
+)
+from provml.records import Literal, Ref
+from provml.vocab import PROV, RDF, RDFS, STANDARD_PREFIXES, XSD
+
+if TYPE_CHECKING:
+    import pyoxigraph
+    import rdflib
+
+    from provml.config import StoreLocation
+    from provml.records import Bundle
+    from provml.store.base import ProjectionSource
+
+_log = logging.getLogger(__name__)
+
+__all__ = ["PREFIXES", "BlankNode", "QueryResult", "RDFStore", "open_rdf_store", "to_python"]
+
+#: Prefixes every query may use without declaring them, and that output formats use.
+PREFIXES: dict[str, str] = {**STANDARD_PREFIXES, "rdf": RDF, "rdfs": RDFS}
+
+# A file inside the Oxigraph directory saying "these quads are not a complete projection":
+# written when the directory is made and before a rebuild clears it, removed when a
+# rebuild finishes. RocksDB ignores files whose names are not its own.
+_REBUILD_MARKER = "provml-rebuild-pending"
+_ALL_PENDING = 2**31 - 1  # "every outbox row": fits a LIMIT on every SQL backend
+_READ_ONLY_ATTEMPTS = 8  # about 1.4 s in all, see _open_oxigraph
+_BULK_THRESHOLD = 100_000  # quads; above this a projection batch is bulk-loaded
+
+
+def _ox():
+    try:
+        import pyoxigraph
+    except ImportError:  # pragma: no cover - the server extra is installed in tests
+        raise MissingExtra("pyoxigraph", "server") from None
+    return pyoxigraph
+
+
+# ------------------------------------------------------------------------ term mapping
+
+
+@dataclass(frozen=True, slots=True)
+class BlankNode:
+    """A blank node in a query answer (its label is only meaningful within the answer)."""
+
+    id: str
+
+
+def _rdflib_to_ox(term: Any, blank_nodes: dict[Any, Any]) -> Any:
+    """The one place where rdflib terms become pyoxigraph terms.
+
+    Blank nodes get short provisional labels (rdflib's may not be valid N-Triples
+    labels); :func:`_bundle_quads` replaces them with canonical ones.
+    """
+    ox = _ox()
+    from rdflib import BNode, URIRef
+    from rdflib import Literal as RdfLiteral
+
+    if isinstance(term, URIRef):
+        return ox.NamedNode(str(term))
+    if isinstance(term, BNode):
+        node = blank_nodes.get(term)
+        if node is None:
+            node = blank_nodes[term] = ox.BlankNode(f"n{len(blank_nodes)}")
+        return node
+    if isinstance(term, RdfLiteral):
+        if term.language:
+            return ox.Literal(str(term), language=term.language)
+        datatype = ox.NamedNode(str(term.datatype)) if term.datatype else None
+        return ox.Literal(str(term), datatype=datatype)
+    raise TypeError(f"cannot store {type(term).__name__} {term!r} as an RDF term")
+
+
+#: PROV-O's qualification table (PROV-O 3.3): qualifying property -> (the unqualified
+#: property it stands for, the property of the qualified node naming the influencer).
+_QUALIFIED_FORMS = {
+    PROV + qualified: (PROV + unqualified, PROV + influencer)
+    for qualified, unqualified, influencer in (
+        ("qualifiedUsage", "used", "entity"),
+        ("qualifiedGeneration", "wasGeneratedBy", "activity"),
+        ("qualifiedDerivation", "wasDerivedFrom", "entity"),
+        ("qualifiedRevision", "wasRevisionOf", "entity"),
+        ("qualifiedQuotation", "wasQuotedFrom", "entity"),
+        ("qualifiedPrimarySource", "hadPrimarySource", "entity"),
+        ("qualifiedInvalidation", "wasInvalidatedBy", "activity"),
+        ("qualifiedStart", "wasStartedBy", "entity"),
+        ("qualifiedEnd", "wasEndedBy", "entity"),
+        ("qualifiedCommunication", "wasInformedBy", "activity"),
+        ("qualifiedAssociation", "wasAssociatedWith", "agent"),
+        ("qualifiedAttribution", "wasAttributedTo", "agent"),
+        ("qualifiedDelegation", "actedOnBehalfOf", "agent"),
+        ("qualifiedInfluence", "wasInfluencedBy", "influencer"),
+    )
+}
+
+
+def _with_unqualified_forms(quads: list[Any]) -> list[Any]:
+    """Add the binary PROV-O triple beside every qualified relation that lacks it.
+
+    The prov package writes a relation that has a time, an id or attributes in the
+    qualified form only (so that reading it back gives one record, not two). PROV-O
+    qualifies a relation *in addition to* asserting it, and lineage queries walk the
+    binary properties (``prov:used+``), so the projection asserts both.
+    """
+    ox = _ox()
+    by_node: dict[Any, list[Any]] = {}
+    for quad in quads:
+        by_node.setdefault(quad.subject, []).append(quad)
+    existing = set(quads)
+    added = []
+    for quad in quads:
+        form = _QUALIFIED_FORMS.get(quad.predicate.value)
+        if form is None:
+            continue
+        unqualified, influencer = ox.NamedNode(form[0]), form[1]
+        for detail in by_node.get(quad.object, ()):
+            if detail.predicate.value == influencer:
+                shortcut = ox.Quad(quad.subject, unqualified, detail.object, quad.graph_name)
+                if shortcut not in existing:
+                    existing.add(shortcut)
+                    added.append(shortcut)
+    return quads + added
+
+
+def _bundle_quads(bundle: Bundle) -> list[pyoxigraph.Quad]:
+    """The quads of one bundle: its PROV-O triples in the graph named by the bundle IRI.
+
+    Besides the triples of :func:`provml.prov_io.bundle_to_rdf`, every qualified
+    relation also gets its binary triple (see :func:`_with_unqualified_forms`).
+
+    Blank nodes get labels from RDFC-1.0 canonicalisation, prefixed with a digest of
+    the bundle IRI: projecting a bundle twice gives the very same quads (so rebuilt and
+    incrementally projected stores compare equal), and two bundles never share a blank
+    node.
+    """
+    from provml.prov_io import bundle_to_rdf
+
+    ox = _ox()
+    graph_name = ox.NamedNode(bundle.id)
+    blank_nodes: dict[Any, Any] = {}
+    quads = _with_unqualified_forms(
+        [
+            ox.Quad(
+                _rdflib_to_ox(s, blank_nodes),
+                _rdflib_to_ox(p, blank_nodes),
+                _rdflib_to_ox(o, blank_nodes),
+                graph_name,
+            )
+            for s, p, o in bundle_to_rdf(bundle)
+        ]
+    )
+    if not blank_nodes:
+        return quads
+    dataset = ox.Dataset(quads)
+    dataset.canonicalize(ox.CanonicalizationAlgorithm.RDFC_1_0)
+    scope = "b" + hashlib.sha256(bundle.id.encode()).hexdigest()[:16] + "_"
+
+    def relabel(term: Any) -> Any:
+        return ox.BlankNode(scope + term.value) if isinstance(term, ox.BlankNode) else term
+
+    return [
+        ox.Quad(relabel(q.subject), q.predicate, relabel(q.object), graph_name) for q in dataset
+    ]
+
+
+_XSD_INTEGERS = {
+    XSD + name
+    for name in (
+        "integer",
+        "int",
+        "long",
+        "short",
+        "byte",
+        "nonNegativeInteger",
+        "positiveInteger",
+        "nonPositiveInteger",
+        "negativeInteger",
+        "unsignedLong",
+        "unsignedInt",
+        "unsignedShort",
+        "unsignedByte",
+    )
+}
+
+
+def _python_literal(lexical: str, datatype: str) -> Any:
+    if datatype == XSD + "string":
+        return lexical
+    if datatype in _XSD_INTEGERS:
+        return int(lexical)
+    if datatype in (XSD + "double", XSD + "float"):
+        return float(lexical)
+    if datatype == XSD + "decimal":
+        return Decimal(lexical)
+    if datatype == XSD + "boolean":
+        if lexical in ("true", "1", "false", "0"):
+            return lexical in ("true", "1")
+        raise ValueError(lexical)
+    if datatype == XSD + "dateTime":
+        return datetime.fromisoformat(lexical)
+    if datatype == XSD + "date":
+        return date.fromisoformat(lexical)
+    raise ValueError(lexical)
+
+
+def to_python(term: Any) -> Any:
+    """A pyoxigraph term as a Python value.
+
+    IRIs become :class:`~provml.records.Ref`, blank nodes :class:`BlankNode`, literals
+    of the usual XSD types ``str``/``int``/``float``/``Decimal``/``bool``/``datetime``/
+    ``date``; every other literal (language-tagged, other datatypes, ill-formed lexical
+    forms) a :class:`~provml.records.Literal` that keeps its exact lexical form.
+    """
+    ox = _ox()
+    if term is None:
+        return None
+    if isinstance(term, ox.NamedNode):
+        return Ref(term.value)
+    if isinstance(term, ox.BlankNode):
+        return BlankNode(term.value)
+    if isinstance(term, ox.Literal):
+        if term.language:
+            return Literal(term.value, RDF + "langString", term.language)
+        datatype = term.datatype.value
+        try:
+            return _python_literal(term.value, datatype)
+        except (ValueError, InvalidOperation):
+            return Literal(term.value, datatype)
+    if isinstance(term, ox.Triple):
+        return tuple(to_python(t) for t in (term.subject, term.predicate, term.object))
+    raise TypeError(f"not an RDF term: {term!r}")
+
+
+def _short(term: Any) -> str:
+    """A term as a person reads it in a table: prefixed IRIs, bare plain literals."""
+    ox = _ox()
+    if term is None:
+        return ""
+    if isinstance(term, ox.NamedNode):
+        for prefix, namespace in PREFIXES.items():
+            if term.value.startswith(namespace) and len(term.value) > len(namespace):
+                return f"{prefix}:{term.value[len(namespace) :]}"
+        return term.value
+    if isinstance(term, ox.BlankNode):
+        return f"_:{term.value}"
+    if isinstance(term, ox.Literal):
+        if term.language:
+            return f"{term.value}@{term.language}"
+        return term.value
+    return str(term)
+
+
+def _term_json(term: Any) -> dict[str, Any]:
+    """One RDF term in the SPARQL 1.1 Query Results JSON format."""
+    ox = _ox()
+    if isinstance(term, ox.NamedNode):
+        return {"type": "uri", "value": term.value}
+    if isinstance(term, ox.BlankNode):
+        return {"type": "bnode", "value": term.value}
+    if isinstance(term, ox.Literal):
+        out: dict[str, Any] = {"type": "literal", "value": term.value}
+        if term.language:
+            out["xml:lang"] = term.language
+        elif term.datatype.value != XSD + "string":
+            out["datatype"] = term.datatype.value
+        return out
+    if isinstance(term, ox.Triple):
+        return {
+            "type": "triple",
+            "value": {
+                "subject": _term_json(term.subject),
+                "predicate": _term_json(term.predicate),
+                "object": _term_json(term.object),
+            },
+        }
+    raise TypeError(f"not an RDF term: {term!r}")
+
+
+# ----------------------------------------------------------------------- query results
+
+_SOLUTION_KINDS = ("select", "ask")
+_GRAPH_KINDS = ("construct",)
+
+
+@dataclass(frozen=True, slots=True)
+class _Format:
+    name: str
+    kinds: tuple[str, ...]
+    media_type: str
+    aliases: tuple[str, ...] = ()  # other names and media types that mean this format
+
+
+# Names as the CLI and the HTTP endpoint use them. "json" means SPARQL results JSON for
+# solutions and JSON-LD for graphs, so that one --format json serves both.
+_FORMATS = (
+    _Format(
+        "json",
+        _SOLUTION_KINDS,
+        "application/sparql-results+json",
+        ("srj", "application/json"),
+    ),
+    _Format("xml", _SOLUTION_KINDS, "application/sparql-results+xml", ("srx", "application/xml")),
+    _Format("csv", _SOLUTION_KINDS, "text/csv; charset=utf-8", ("text/csv",)),
+    _Format(
+        "tsv",
+        _SOLUTION_KINDS,
+        "text/tab-separated-values; charset=utf-8",
+        ("text/tab-separated-values",),
+    ),
+    _Format("turtle", _GRAPH_KINDS, "text/turtle", ("ttl", "application/x-turtle")),
+    _Format("ntriples", _GRAPH_KINDS, "application/n-triples", ("nt", "n-triples")),
+    _Format("jsonld", _GRAPH_KINDS, "application/ld+json", ("json-ld", "json", "application/json")),
+    _Format("table", (*_SOLUTION_KINDS, *_GRAPH_KINDS), "text/plain; charset=utf-8", ("text",)),
+)
+
+
+@dataclass(slots=True)
+class QueryResult:
+    """The answer to one SPARQL query, held in memory, serialisable in the standard formats.
+
+    ``kind`` is ``"select"``, ``"ask"`` or ``"construct"`` (CONSTRUCT and DESCRIBE both
+    give a graph). ``truncated`` is True when ``max_rows`` cut the answer short.
+    """
+
+    kind: str
+    variables: list[str] = field(default_factory=list)
+    boolean: bool | None = None
+    truncated: bool = False
+    _terms: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
+
+    # ------------------------------------------------------------------ contents
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        """SELECT rows (or CONSTRUCT triples) as Python values, see :func:`to_python`."""
+        return [tuple(to_python(t) for t in row) for row in self._terms]
+
+    @property
+    def terms(self) -> list[tuple[Any, ...]]:
+        """SELECT rows (or CONSTRUCT triples) as pyoxigraph terms, unbound as None."""
+        return list(self._terms)
+
+    def __len__(self) -> int:
+        return len(self._terms)
+
+    # ------------------------------------------------------------------ formats
+    @property
+    def formats(self) -> list[str]:
+        """The format names this result can be serialised to."""
+        return [f.name for f in _FORMATS if self.kind in f.kinds]
+
+    def _format(self, media_type_or_format: str) -> _Format:
+        wanted = media_type_or_format.split(";", 1)[0].strip().lower()
+        for fmt in _FORMATS:
+            if self.kind in fmt.kinds and (
+                wanted == fmt.name
+                or wanted in fmt.aliases
+                or wanted == fmt.media_type.split(";", 1)[0]
+            ):
+                return fmt
+        raise UnsupportedFormat(
+            f"a {self.kind.upper()} result cannot be written as {media_type_or_format!r}; "
+            f"choose one of {', '.join(self.formats)}",
+            format=media_type_or_format,
+        )
+
+    def media_type(self, media_type_or_format: str) -> str:
+        """The media type (for a Content-Type header) of a format name or media type."""
+        return self._format(media_type_or_format).media_type
+
+    def serialize(self, media_type_or_format: str = "json") -> bytes:
+        """The result in a format named by name (``json``, ``xml``, ``csv``, ``tsv``,
+        ``turtle``, ``ntriples``, ``jsonld``, ``table``) or by media type.
+
+        Raises:
+            UnsupportedFormat: the format does not exist for this kind of result.
+        """
+        fmt = self._format(media_type_or_format)
+        if fmt.name == "table":
+            return self.table().encode()
+        ox = _ox()
+        if self.kind == "construct":
+            rdf_format = {
+                "turtle": ox.RdfFormat.TURTLE,
+                "ntriples": ox.RdfFormat.N_TRIPLES,
+                "jsonld": ox.RdfFormat.JSON_LD,
+            }[fmt.name]
+            triples = [ox.Triple(*t) for t in self._terms]
+            prefixes = PREFIXES if rdf_format is ox.RdfFormat.TURTLE else None
+            return ox.serialize(triples, format=rdf_format, prefixes=prefixes) or b""
+        json_bytes = self._results_json()
+        if fmt.name == "json":
+            return json_bytes
+        # pyoxigraph writes XML/CSV/TSV with the escaping rules of each specification;
+        # it reads our JSON back (cheap) because its result objects cannot be built.
+        results_format = {
+            "xml": ox.QueryResultsFormat.XML,
+            "csv": ox.QueryResultsFormat.CSV,
+            "tsv": ox.QueryResultsFormat.TSV,
+        }[fmt.name]
+        parsed = ox.parse_query_results(json_bytes, ox.QueryResultsFormat.JSON)
+        return parsed.serialize(format=results_format) or b""
+
+    def _results_json(self) -> bytes:
+        import json
+
+        if self.kind == "ask":
+            return json.dumps({"head": {}, "boolean": bool(self.boolean)}).encode()
+        bindings = [
+            {
+                var: _term_json(term)
+                for var, term in zip(self.variables, row, strict=True)
+                if term is not None
+            }
+            for row in self._terms
+        ]
+        document = {"head": {"vars": self.variables}, "results": {"bindings": bindings}}
+        return json.dumps(document, ensure_ascii=False).encode()
+
+    def table(self, max_width: int = 80) -> str:
+        """A plain-text table for terminals (IRIs shortened with the standard prefixes)."""
+        from provml.views import format_table
+
+        if self.kind == "ask":
+            return "true" if self.boolean else "false"
+        header = self.variables if self.kind == "select" else ["subject", "predicate", "object"]
+        rows = [[_short(t) for t in row] for row in self._terms]
+        text = format_table(header, rows, max_width=max_width)
+        if self.truncated:
+            text += f"\n(only the first {len(rows)} rows: the answer was cut at max_rows)"
+        return text
+
+
+def _evaluate(
+    store: Any, sparql: str, options: dict[str, Any], max_rows: int | None
+) -> QueryResult:
+    """Run a query on a pyoxigraph store and collect its answer (at most ``max_rows``)."""
+    ox = _ox()
+    answer = store.query(sparql, **options)
+    if isinstance(answer, ox.QueryBoolean):
+        return QueryResult("ask", boolean=bool(answer))
+    if isinstance(answer, ox.QuerySolutions):
+        result = QueryResult("select", variables=[v.value for v in answer.variables])
+        rows = (tuple(solution) for solution in answer)
+    else:
+        result = QueryResult("construct")
+        rows = ((t.subject, t.predicate, t.object) for t in answer)
+    for row in rows:
+        if max_rows is not None and len(result._terms) >= max_rows:
+            result.truncated = True
+            break
+        result._terms.append(row)
+    return result
+
+
+# ----------------------------------------------------------------- deadline runners
+
+
+def _run_in_thread(work: Callable[[], Any], timeout: float) -> Any:
+    """Run ``work`` in a daemon thread; give up waiting at the deadline (no cancel)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="provml-sparql", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise QueryTimeout(
+            f"the query ran longer than {timeout:g} s; it was abandoned", timeout=timeout
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class RDFStore:
+    """An Oxigraph store holding one named graph per bundle.
+
+    Open it with :meth:`open` (or :func:`open_rdf_store`). A store opened writable may
+    project and rebuild; a read-only one only answers queries.
+    """
+
+    def __init__(self, inner: Any, path: Path | None, read_only: bool) -> None:
+        self._inner = inner
+        self.path = path
+        self.read_only = read_only
+        self._lock = threading.RLock()  # one projection or rebuild at a time
+        self._stale = path is None  # an in-memory store starts empty: rebuild first
+        # Query workers hold read-only snapshots; this number tells them to renew theirs.
+        self._generation = 0
+        self._workers: Any = None  # a provml._sparql_worker.WorkerPool, made on first use
+        self._workers_lock = threading.Lock()  # not self._lock: a rebuild holds that long
+
+    # --------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None, read_only: bool = False) -> RDFStore:
+        """Open the Oxigraph store in directory ``path``, or a new in-memory one (None).
+
+        Args:
+            path: the store directory; made (and marked for a rebuild) if missing.
+            read_only: open a read-only snapshot, for processes other than the one
+                that projects (the writer holds RocksDB's lock). The snapshot is taken
+                now; :meth:`refresh` takes a newer one.
+
+        Raises:
+            StoreUnavailable: another process holds the store open for writing, or a
+                read-only store does not exist yet.
+        """
+        ox = _ox()
+        if path is None:
+            if read_only:
+                raise StoreUnavailable("an in-memory RDF store cannot be opened read-only")
+            return cls(ox.Store(), None, False)
+        directory = Path(path)
+        if read_only:
+            if not directory.is_dir():
+                raise StoreUnavailable(
+                    f"there is no RDF store at {directory}; the process that owns it makes it "
+                    "(provml rdf rebuild)",
+                    path=str(directory),
+                )
+            return cls(_open_read_only(directory), directory, True)
+        fresh = not directory.exists()
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        store = cls(_open_oxigraph(ox.Store, directory), directory, False)
+        if fresh:
+            store._mark_stale()
+        return store
+
+    def refresh(self) -> None:
+        """Reopen a read-only store to see what the writer has projected since."""
+        if not self.read_only or self.path is None:
+            return
+        self._inner = _open_read_only(self.path)
+        self._generation += 1
+
+    def close(self) -> None:
+        """Release the store (and with it RocksDB's lock)."""
+        with self._workers_lock:
+            if self._workers is not None:
+                self._workers.close()
+                self._workers = None
+        with self._lock:
+            if self._inner is not None and not self.read_only:
+                with contextlib.suppress(OSError):  # in memory: nothing to flush
+                    self._inner.flush()
+            self._inner = None
+
+    def __enter__(self) -> RDFStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def _store(self) -> Any:
+        if self._inner is None:
+            raise StoreUnavailable("the RDF store is closed")
+        return self._inner
+
+    # --------------------------------------------------------------- projection
+    @property
+    def needs_rebuild(self) -> bool:
+        """True when the quads are not a complete projection (new store, broken rebuild)."""
+        if self.path is not None:
+            return (self.path / _REBUILD_MARKER).exists()
+        return self._stale
+
+    def _mark_stale(self) -> None:
+        if self.path is not None:
+            (self.path / _REBUILD_MARKER).touch()
+        self._stale = True
+
+    def _mark_complete(self) -> None:
+        if self.path is not None:
+            (self.path / _REBUILD_MARKER).unlink(missing_ok=True)
+        self._stale = False
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreUnavailable(
+                f"the RDF store at {self.path} is open read-only; "
+                "only the process that owns it projects",
+                path=str(self.path),
+            )
+
+    def project(self, record_store: ProjectionSource, *, limit: int = 1000) -> int:
+        """Catch up with the SQL outbox: re-project the bundles of up to ``limit`` rows.
+
+        Each pending bundle's named graph is made equal to the quads of its current SQL
+        content (a bundle gone from SQL loses its graph), then the outbox rows are
+        marked done. A crash before the marking only means the same bundles are
+        projected again next time, which gives the same quads. A store that
+        :attr:`needs_rebuild` is rebuilt instead.
+
+        Readers never see a bundle vanish while it is replaced: the new quads go in
+        first (one transaction), then the quads no longer true come out.
+
+        Returns:
+            The number of bundles projected (0 when the RDF side is caught up).
+        """
+        self._check_writable()
+        if self.needs_rebuild:
+            bundles, _ = self._rebuild(record_store, None)
+            return bundles
+        rows = record_store.outbox_pending(limit)
+        if not rows:
+            return 0
+        bundle_ids = list(dict.fromkeys(bundle_id for _, bundle_id in rows))
+        projections: dict[str, list[Any]] = {}
+        for bundle_id in bundle_ids:
+            try:
+                projections[bundle_id] = _bundle_quads(record_store.get_bundle(bundle_id))
+            except NotFound:
+                projections[bundle_id] = []  # deleted since: its graph goes
+        with self._lock:
+            self._replace_graphs(projections)
+            self._generation += 1
+        record_store.outbox_done([seq for seq, _ in rows])
+        _log.debug("projected %d bundle(s) into the RDF store", len(bundle_ids))
+        return len(bundle_ids)
+
+    def _replace_graphs(self, projections: dict[str, list[Any]]) -> None:
+        ox = _ox()
+        store = self._store
+        if sum(map(len, projections.values())) > _BULK_THRESHOLD:
+            # Too big to diff in memory: replace wholesale through the bulk loader.
+            for bundle_id in projections:
+                store.remove_graph(ox.NamedNode(bundle_id))
+            store.bulk_extend(q for quads in projections.values() for q in quads)
+            return
+        # Oxigraph keeps typed literals as values and writes them back in canonical form
+        # ("…+00:00" comes back "…Z"), so the new quads pass through a scratch store to
+        # compare with the stored ones like for like.
+        scratch = ox.Store()
+        scratch.extend(q for quads in projections.values() for q in quads)
+        added: list[Any] = []
+        obsolete: list[Any] = []
+        for bundle_id in projections:
+            name = ox.NamedNode(bundle_id)
+            old = set(store.quads_for_pattern(None, None, None, name))
+            new = set(scratch.quads_for_pattern(None, None, None, name))
+            added.extend(new - old)
+            obsolete.extend(old - new)
+        store.extend(added)  # one transaction
+        for quad in obsolete:
+            store.remove(quad)
+        for bundle_id, quads in projections.items():
+            if not quads:
+                store.remove_graph(ox.NamedNode(bundle_id))
+
+    def rebuild(
+        self, record_store: ProjectionSource, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Clear the store and project every bundle of ``record_store`` again.
+
+        Args:
+            record_store: the SQL store.
+            progress: called with the number of bundles projected so far.
+
+        Returns:
+            The number of quads in the rebuilt store.
+        """
+        self._check_writable()
+        _, quads = self._rebuild(record_store, progress)
+        return quads
+
+    def _rebuild(
+        self, record_store: ProjectionSource, progress: Callable[[int], None] | None
+    ) -> tuple[int, int]:
+        # Outbox rows pending now are covered by this rebuild; rows that arrive during
+        # it stay pending and are projected (again, harmlessly) by the next project().
+        pending = [seq for seq, _ in record_store.outbox_pending(_ALL_PENDING)]
+        done = 0
+
+        def all_quads() -> Iterator[Any]:
+            nonlocal done
+            for bundle in record_store.iter_bundles():
+                yield from _bundle_quads(bundle)
+                done += 1
+                if progress is not None:
+                    progress(done)
+
+        with self._lock:
+            self._mark_stale()  # a crash from here on leaves the store marked incomplete
+            store = self._store
+            store.clear()
+            store.bulk_extend(all_quads())
+            if self.path is not None:
+                store.flush()  # bulk loads bypass the write-ahead log
+            self._mark_complete()
+            self._generation += 1
+        for start in range(0, len(pending), 10_000):
+            record_store.outbox_done(pending[start : start + 10_000])
+        quads = len(self._store)
+        _log.info("rebuilt the RDF store: %d bundle(s), %d quad(s)", done, quads)
+        return done, quads
+
+    # --------------------------------------------------------------- queries
+    def query(
+        self,
+        sparql: str,
+        *,
+        timeout: float | None = None,
+        max_rows: int | None = None,
+        use_default_graph_as_union: bool = True,
+        allow_service: bool = False,
+        base_iri: str | None = None,
+        default_graph_uris: Sequence[str] = (),
+        named_graph_uris: Sequence[str] = (),
+    ) -> QueryResult:
+        """Run a read-only SPARQL 1.1 query.
+
+        The default graph is the union of all bundles (unless the query names its own
+        dataset with FROM / FROM NAMED, or ``use_default_graph_as_union`` is False);
+        each bundle is addressable as ``GRAPH <bundle IRI>``. The prefixes ``prov``,
+        ``mls``, ``provml``, ``xsd``, ``rdf`` and ``rdfs`` need no declaration.
+
+        Args:
+            sparql: the query text.
+            timeout: seconds after which the query is stopped; None for no limit.
+            max_rows: keep at most this many rows (or triples) and set ``truncated``.
+            use_default_graph_as_union: see above.
+            allow_service: allow federated queries (SERVICE), which make the store
+                fetch from other servers. Off by default.
+            base_iri: the IRI that relative IRIs in the query resolve against (an HTTP
+                endpoint passes its own URL); without one, relative IRIs are an error.
+            default_graph_uris: the SPARQL protocol's ``default-graph-uri``: the graphs
+                whose merge is the default graph, overriding the query's FROM.
+            named_graph_uris: the protocol's ``named-graph-uri``: the only graphs
+                ``GRAPH`` may reach, overriding the query's FROM NAMED.
+
+        Raises:
+            QueryRejected: an update (INSERT, DELETE, LOAD, CLEAR, DROP, CREATE…), a
+                SERVICE clause not allowed, a syntax error (with the parser's message),
+                or a query Oxigraph cannot evaluate (an unknown extension function).
+            QueryTimeout: the query ran longer than ``timeout``.
+        """
+        shape = inspect_query(sparql)
+        if shape.is_update:
+            raise QueryRejected(
+                f"SPARQL {shape.form} is an update; this store answers read-only queries only",
+                operation=shape.form,
+            )
+        if shape.uses_service and not allow_service:
+            raise QueryRejected(
+                "federated queries (SERVICE) are not allowed: they would make this "
+                "server fetch from other servers",
+                operation="SERVICE",
+            )
+        if max_rows is not None and max_rows < 0:
+            raise QueryRejected("max_rows must not be negative", max_rows=max_rows)
+        if timeout is not None and timeout <= 0:
+            raise QueryRejected("a query's time limit must be positive", timeout=timeout)
+        ox = _ox()
+        options: dict[str, Any] = {"prefixes": PREFIXES, "base_iri": base_iri}
+        if default_graph_uris or named_graph_uris:  # the protocol's dataset wins (§2.1.4)
+            options["default_graph"] = [ox.NamedNode(iri) for iri in default_graph_uris]
+            options["named_graphs"] = [ox.NamedNode(iri) for iri in named_graph_uris]
+        elif use_default_graph_as_union and not shape.has_dataset_clause:
+            options["use_default_graph_as_union"] = True
+        store = self._store
+
+        def work() -> QueryResult:
+            return _evaluate(store, sparql, options, max_rows)
+
+        try:
+            if timeout is None:
+                return work()
+            if self.path is None or os.name == "nt":  # no select() on pipes on Windows
+                return _run_in_thread(work, timeout)
+            request = (self._generation, sparql, options, max_rows)
+            return self._worker_pool().run(request, timeout)
+        except SyntaxError as exc:
+            raise QueryRejected(f"SPARQL syntax error: {exc}", reason="syntax") from None
+        except RuntimeError as exc:
+            # pyoxigraph's evaluation errors, e.g. a call of an unknown extension function
+            raise QueryRejected(
+                f"the query cannot be evaluated: {exc}", reason="evaluation"
+            ) from None
+        except OSError as exc:
+            if shape.uses_service:
+                raise StoreUnavailable(f"a SERVICE call failed: {exc}") from exc
+            raise StoreUnavailable(f"the RDF store failed to answer: {exc}") from exc
+
+    def _worker_pool(self) -> Any:
+        from provml._sparql_worker import WorkerPool
+
+        with self._workers_lock:
+            if self._inner is None:
+                raise StoreUnavailable("the RDF store is closed")
+            if self._workers is None:
+                self._workers = WorkerPool(str(self.path))
+            return self._workers
+
+    def as_rdflib_dataset(self) -> rdflib.Dataset:
+        """An rdflib Dataset over this store (through oxrdflib), default graph = union.
+
+        rdflib code (its own SPARQL engine, graph walks, serialisers) reads the same
+        quads. Meant for reading: writes through it bypass the projection and are lost
+        at the next rebuild.
+        """
+        try:
+            from oxrdflib import OxigraphStore
+            from rdflib import Dataset
+        except ImportError:  # pragma: no cover
+            raise MissingExtra("oxrdflib", "server") from None
+        dataset = Dataset(store=OxigraphStore(store=self._store), default_union=True)
+        for prefix, namespace in PREFIXES.items():
+            dataset.bind(prefix, namespace)
+        return dataset
+
+    # --------------------------------------------------------------- inspection
+    def quads(self, graph: str | None = None) -> Iterator[pyoxigraph.Quad]:
+        """Every quad (pyoxigraph ``Quad``), or those of one bundle's graph."""
+        ox = _ox()
+        name = ox.NamedNode(graph) if graph is not None else None
+        return self._store.quads_for_pattern(None, None, None, name)
+
+    def count(self, graph: str | None = None) -> int:
+        """The number of quads, in the whole store or in one bundle's graph."""
+        if graph is None:
+            return len(self._store)
+        return sum(1 for _ in self.quads(graph))
+
+    def graphs(self) -> list[str]:
+        """The names of the named graphs (one per projected bundle), sorted."""
+        return sorted(g.value for g in self._store.named_graphs())
+
+    def checksum(self) -> str:
+        """A SHA-256 digest of the sorted N-Quads of the store: equal stores, equal digests."""
+        digest = hashlib.sha256()
+        for line in sorted(str(q) for q in self._store):
+            digest.update(line.encode())
+            digest.update(b"\n")
+        return digest.hexdigest()
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path is not None else "memory"
+        return f"<RDFStore {where}{' read-only' if self.read_only else ''}>"
+
+
+def _open_oxigraph(opener: Callable[[str], Any], directory: Path, attempts: int = 1) -> Any:
+    """Open an Oxigraph directory; turn RocksDB's errors into messages to act on.
+
+    A read-only open reads RocksDB's manifest while the writer may be replacing the
+    files it lists (at start-up, flush or compaction); the next attempt reads the new
+    manifest, so read-only opens try ``attempts`` times before giving up.
+    """
+    for attempt in range(attempts):
+        try:
+            return opener(str(directory))
+        except (OSError, RuntimeError) as exc:
+            text = str(exc)
+            if isinstance(exc, OSError) and "lock" in text.lower():
+                holder = "this process" if "current process" in text else "another process"
+                raise StoreUnavailable(
+                    f"the RDF store at {directory} is already open for writing in {holder} "
+                    "(Oxigraph allows one writer: a running `provml serve` or CLI command). "
+                    "Open it read-only, or use the writer's handle.",
+                    path=str(directory),
+                ) from None
+            if attempt + 1 == attempts:
+                raise StoreUnavailable(
+                    f"cannot open the RDF store at {directory}: {text}", path=str(directory)
+                ) from exc
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _open_read_only(path: str | os.PathLike[str]) -> Any:
+    """A read-only snapshot of the on-disk store at ``path``."""
+    return _open_oxigraph(_ox().Store.read_only, Path(path), _READ_ONLY_ATTEMPTS)
+
+
+def open_rdf_store(location: StoreLocation, read_only: bool = False) -> RDFStore:
+    """Open the RDF side of a provml store location (see :mod:`provml.config`)."""
+    return RDFStore.open(location.rdf_path, read_only=read_only)
