@@ -1,0 +1,645 @@
+"""The lineage engine: what a record came from, what was made from it, what a change hits.
+
+Walks run in the database as recursive CTEs over ``lineage_edges`` (SQLAlchemy Core,
+every value a bound parameter), the same statements on SQLite and PostgreSQL; the
+extracted subgraph then goes to networkx for paths and comparisons.
+
+Semantics shared by every walk:
+
+* **Direction.** Every PROV relation reads "subject depends on object"
+  (:data:`provml.vocab.RELATIONS`), so *upstream* follows subject → object and
+  *downstream* object → subject. Extra arguments that are dependencies too (the plan of
+  an association, the activity of a derivation) count as edges: see
+  :data:`provml.store.sql.DEPENDENCY_EXTRAS`.
+* **Depth** counts edges from the root: ``depth=0`` is the root alone, ``depth=1`` its
+  direct neighbours; ``None`` is unbounded. ``distance`` holds each node's shortest
+  distance.
+* **Cycles** (``alternateOf`` both ways, or bad data) are safe: the CTE adds a node at most
+  once (``UNION``, not ``UNION ALL``), so the walk terminates and nothing is duplicated.
+* **stop_at** names PROV-ML classes where the walk does not go on: such a node is in
+  the answer, its own neighbours are not (the root is always expanded).
+* **max_nodes** bounds the answer. Walks are breadth-first, and when the bound cuts a
+  distance level the whole level is left out, so a truncated answer is the same on
+  every backend: every node up to some distance, ``truncated=True``.
+
+Imports: sqlalchemy, networkx and ``provml`` core and store modules; never FastAPI.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, fields
+from datetime import datetime
+from itertools import pairwise
+from typing import NamedTuple
+
+import networkx as nx
+import sqlalchemy as sa
+
+from provml.errors import NotFound, QueryRejected
+from provml.records import AttrValue, Literal, Ref
+from provml.store import models
+from provml.store.base import Edge, LineageGraph, Node
+from provml.store.sql import SQLStore, decode_stored_attributes, from_iso
+from provml.vocab import ML_CLASS_BY_NAME, PROV, PROV_LABEL, PROV_TYPE, PROV_VALUE, RELATIONS, ml
+
+__all__ = [
+    "CategoryDiff",
+    "Impact",
+    "LineageDiff",
+    "ValueChange",
+    "derivation_path",
+    "diff",
+    "downstream",
+    "impact",
+    "to_networkx",
+    "upstream",
+]
+
+DEFAULT_MAX_NODES = 10_000
+_CHUNK = 500
+
+_E, _N, _R = models.lineage_edges, models.nodes, models.relations
+
+# The PROV kind each formal argument of a relation holds, for nodes that relations
+# mention but no bundle describes (their Node is inferred from the edges).
+_ARGUMENT_KINDS = {
+    "entity": "entity",
+    "generatedEntity": "entity",
+    "usedEntity": "entity",
+    "specificEntity": "entity",
+    "generalEntity": "entity",
+    "alternate1": "entity",
+    "alternate2": "entity",
+    "collection": "entity",
+    "trigger": "entity",
+    "plan": "entity",
+    "activity": "activity",
+    "informed": "activity",
+    "informant": "activity",
+    "starter": "activity",
+    "ender": "activity",
+    "agent": "agent",
+    "delegate": "agent",
+    "responsible": "agent",
+}
+
+
+# ------------------------------------------------------------------------ the walk
+
+
+def _check_bounds(depth: int | None, stop_at: Collection[str], max_nodes: int) -> frozenset[str]:
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
+        raise QueryRejected(f"depth must be a whole number ≥ 0 or None, got {depth!r}")
+    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
+        raise QueryRejected(f"max_nodes must be a whole number ≥ 1, got {max_nodes!r}")
+    if isinstance(stop_at, str):  # a lone class name would be split into letters
+        stop_at = (stop_at,)
+    unknown = sorted(set(stop_at) - ML_CLASS_BY_NAME.keys())
+    if unknown:
+        raise QueryRejected(f"stop_at names no PROV-ML class: {', '.join(unknown)}")
+    return frozenset(stop_at)
+
+
+def _walk_query(root: str, upstream_walk: bool, depth: int | None, stop: frozenset[str]):
+    """The recursive CTE listing the nodes reached, level by level.
+
+    Both engines evaluate a recursive CTE breadth-first and lazily, so the caller reads
+    only as many rows as it needs and the recursion stops there. ``UNION`` (not ``UNION
+    ALL``) adds a row only once: without a depth the rows are nodes and the walk ends
+    when no new node turns up, whatever the cycles; with a depth they are (node, depth)
+    pairs, bounded by the depth.
+    """
+    here, there = (_E.c.subject, _E.c.object) if upstream_walk else (_E.c.object, _E.c.subject)
+    if stop:
+        at_stop = sa.exists().where(_N.c.iri == there, _N.c.ml_class.in_(sorted(stop)))
+        expand = sa.case((at_stop, 0), else_=1)
+    else:
+        expand = sa.literal(1, sa.Integer)
+    start = sa.cast(sa.literal(root, sa.Text), sa.Text).label("node")
+    one = sa.literal(1, sa.Integer).label("expand")
+    if depth is None:
+        walk = sa.select(start, one).cte("walk", recursive=True)
+        step = (
+            sa.select(there, expand)
+            .select_from(_E.join(walk, here == walk.c.node))
+            .where(walk.c.expand == 1)
+        )
+    else:
+        zero = sa.literal(0, sa.Integer).label("depth")
+        walk = sa.select(start, zero, one).cte("walk", recursive=True)
+        step = (
+            sa.select(there, walk.c.depth + 1, expand)
+            .select_from(_E.join(walk, here == walk.c.node))
+            .where(walk.c.expand == 1, walk.c.depth < depth)
+        )
+    walk = walk.union(step)
+    return sa.select(walk.c.node)
+
+
+def _reached(conn: sa.Connection, query: sa.Select, max_nodes: int) -> list[str]:
+    """The first ``max_nodes + 1`` distinct nodes of the walk (one more shows a cut)."""
+    seen: dict[str, None] = {}
+    result = conn.execution_options(stream_results=True, yield_per=1000).execute(query)
+    try:
+        for (node,) in result:
+            seen[node] = None
+            if len(seen) > max_nodes:
+                break
+    finally:
+        result.close()  # stops the recursion where we stopped reading
+    return list(seen)
+
+
+def _chunks(values: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+class _Link(NamedTuple):
+    """One lineage edge as the walk sees it: from ``source`` on to ``target``."""
+
+    key: str  # the relation's key
+    role: str
+    source: str
+    target: str
+
+
+def _edge(link: _Link, relation: sa.Row, upstream_walk: bool) -> Edge:
+    subject, obj = (link.source, link.target) if upstream_walk else (link.target, link.source)
+    return Edge(
+        kind=relation.kind,
+        subject=subject,
+        object=obj,
+        bundle=relation.bundle_id,
+        id=relation.rel_id,
+        time=from_iso(relation.time),
+        attributes=decode_stored_attributes(relation.attributes, relation.rel_id),
+        role=None if link.role == RELATIONS[relation.kind].object else link.role,
+    )
+
+
+def _measure(
+    root: str,
+    reached: list[str],
+    links: list[_Link],
+    stopped: set[str],
+    depth: int | None,
+    max_nodes: int,
+) -> tuple[dict[str, int], list[_Link], bool]:
+    """Distances by breadth-first search, the edges walked, and whether a bound cut."""
+    members = set(reached)
+    adjacent: dict[str, list[str]] = {}
+    for link in links:
+        if link.target in members:
+            adjacent.setdefault(link.source, []).append(link.target)
+    distance = {root: 0}
+    queue = deque([root])
+    while queue:
+        node = queue.popleft()
+        if node in stopped or (depth is not None and distance[node] >= depth):
+            continue
+        for neighbour in adjacent.get(node, ()):
+            if neighbour not in distance:
+                distance[neighbour] = distance[node] + 1
+                queue.append(neighbour)
+
+    truncated = False
+    if len(members) > max_nodes:
+        # The bound cut the last level the CTE returned: leave that level out whole.
+        last = max(distance.values())
+        distance = {n: d for n, d in distance.items() if d < last or last == 0}
+        truncated = True
+
+    kept = []
+    for link in links:
+        if link.source not in distance or link.source in stopped:
+            continue
+        if depth is not None and distance[link.source] >= depth:
+            truncated |= link.target not in members  # the depth bound cut this way short
+        elif link.target in distance:
+            kept.append(link)
+        else:
+            truncated = True
+    return distance, kept, truncated
+
+
+def _walk(
+    store: SQLStore,
+    root: str,
+    direction: str,
+    depth: int | None,
+    stop_at: Collection[str],
+    max_nodes: int,
+) -> LineageGraph:
+    stop = _check_bounds(depth, stop_at, max_nodes)
+    upstream_walk = direction == "upstream"
+    here = _E.c.subject if upstream_walk else _E.c.object
+    with store.read() as conn:
+        known = conn.execute(
+            sa.select(
+                sa.exists().where(_N.c.iri == root)
+                | sa.exists().where(_E.c.subject == root)
+                | sa.exists().where(_E.c.object == root)
+            )
+        ).scalar()
+        if not known:
+            raise NotFound(f"{root} is neither described nor related in the store", record=root)
+        reached = _reached(conn, _walk_query(root, upstream_walk, depth, stop), max_nodes)
+        stopped: set[str] = set()
+        if stop:
+            for chunk in _chunks(reached):
+                query = sa.select(_N.c.iri).where(_N.c.iri.in_(chunk), _N.c.ml_class.in_(stop))
+                stopped.update(conn.scalars(query))
+        stopped.discard(root)
+        # First the bare edges leaving the nodes reached: enough to measure distances
+        # and to see which edges the answer keeps; a wide fan-out beyond the bound
+        # costs three short strings per edge, not a decoded relation.
+        links: list[_Link] = []
+        sources = [n for n in reached if n not in stopped]
+        for chunk in _chunks(sources):
+            query = sa.select(_E.c.relation_key, _E.c.role, _E.c.subject, _E.c.object)
+            links.extend(_Link(*row) for row in conn.execute(query.where(here.in_(chunk))))
+        if not upstream_walk:
+            links = [link._replace(source=link.target, target=link.source) for link in links]
+        distance, kept, truncated = _measure(root, reached, links, stopped, depth, max_nodes)
+        # Then the relations behind the edges kept, in full.
+        relations = {}
+        for chunk in _chunks(sorted({link.key for link in kept})):
+            query = sa.select(_R).where(_R.c.key.in_(chunk))
+            relations.update({row.key: row for row in conn.execute(query)})
+    walked = sorted(
+        (_edge(link, relations[link.key], upstream_walk) for link in kept), key=_edge_key
+    )
+
+    order = sorted(distance, key=lambda n: (distance[n], n))
+    described = store.nodes(order)
+    nodes = {n: described.get(n) or _undescribed(n, walked) for n in order}
+    return LineageGraph(
+        root=root,
+        direction=direction,
+        depth=depth,
+        nodes=nodes,
+        distance={n: distance[n] for n in order},
+        edges=walked,
+        truncated=truncated,
+    )
+
+
+def _edge_key(edge: Edge) -> tuple[str, ...]:
+    return (edge.subject, edge.object, edge.kind, edge.role or "", edge.bundle, edge.id or "")
+
+
+def _undescribed(iri: str, edges: list[Edge]) -> Node:
+    """A node that relations mention but no bundle describes; its kind from its role."""
+    kind = "unknown"
+    for edge in edges:
+        signature = RELATIONS[edge.kind]
+        if edge.subject == iri:
+            kind = _ARGUMENT_KINDS.get(signature.subject, kind)
+        elif edge.object == iri:
+            kind = _ARGUMENT_KINDS.get(edge.role or signature.object, kind)
+        if kind != "unknown":
+            break
+    return Node(id=iri, kind=kind, ml_class=None, label=None)
+
+
+def upstream(
+    store: SQLStore,
+    node_id: str,
+    *,
+    depth: int | None = None,
+    stop_at: Collection[str] = (),
+    max_nodes: int = DEFAULT_MAX_NODES,
+) -> LineageGraph:
+    """What ``node_id`` came from: the walk from it along subject → object.
+
+    Args:
+        store: the SQL record store.
+        node_id: the IRI to start from.
+        depth: how many edges to follow at most (1: direct dependencies); None: all.
+        stop_at: PROV-ML class names whose nodes end the walk (included, not passed).
+        max_nodes: the most nodes to return; more sets ``truncated``.
+
+    Raises:
+        NotFound: the store neither describes nor relates ``node_id``.
+        QueryRejected: a bound is malformed or ``stop_at`` names no PROV-ML class.
+    """
+    return _walk(store, node_id, "upstream", depth, stop_at, max_nodes)
+
+
+def downstream(
+    store: SQLStore,
+    node_id: str,
+    *,
+    depth: int | None = None,
+    stop_at: Collection[str] = (),
+    max_nodes: int = DEFAULT_MAX_NODES,
+) -> LineageGraph:
+    """What was made from ``node_id``: the walk from it along object → subject.
+
+    Arguments and errors as for :func:`upstream`.
+    """
+    return _walk(store, node_id, "downstream", depth, stop_at, max_nodes)
+
+
+# ------------------------------------------------------------------------- impact
+
+#: The PROV-ML classes an impact report names, by the report's field.
+IMPACT_CLASSES = {
+    "model_versions": "ModelVersion",
+    "inference_results": "InferenceResult",
+    "evaluations": "ModelEvaluation",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Impact(LineageGraph):
+    """What a bad input reaches: its downstream graph, and the ML results in it.
+
+    A :class:`LineageGraph` (direction ``"downstream"``), so it prints and converts like
+    one, with the affected results listed nearest first.
+    """
+
+    model_versions: tuple[Node, ...] = ()
+    inference_results: tuple[Node, ...] = ()
+    evaluations: tuple[Node, ...] = ()
+
+
+def impact(
+    store: SQLStore,
+    node_id: str,
+    *,
+    depth: int | None = None,
+    stop_at: Collection[str] = (),
+    max_nodes: int = DEFAULT_MAX_NODES,
+) -> Impact:
+    """Which model versions, inference results and evaluations depend on ``node_id``.
+
+    The downstream walk (arguments and errors as for :func:`upstream`), with the
+    affected ModelVersions, InferenceResults and ModelEvaluations, nearest first.
+    """
+    graph = downstream(store, node_id, depth=depth, stop_at=stop_at, max_nodes=max_nodes)
+    found: dict[str, list[Node]] = {name: [] for name in IMPACT_CLASSES}
+    for iri, node in graph.nodes.items():
+        if iri == node_id:
+            continue
+        for name, ml_class in IMPACT_CLASSES.items():
+            if node.ml_class == ml_class:
+                found[name].append(node)
+    walked = {f.name: getattr(graph, f.name) for f in fields(LineageGraph)}
+    return Impact(**walked, **{name: tuple(nodes) for name, nodes in found.items()})
+
+
+# ----------------------------------------------------------------------- networkx
+
+
+def to_networkx(graph: LineageGraph) -> nx.MultiDiGraph:
+    """The lineage graph for networkx, edges pointing subject → object (dependency).
+
+    Node attributes: ``kind``, ``ml_class``, ``label``, ``distance``, ``node`` (the
+    :class:`Node`); edge attributes: ``kind``, ``role``, ``bundle``, ``id``, ``edge``.
+    """
+    g = nx.MultiDiGraph(root=graph.root, direction=graph.direction)
+    for iri, node in graph.nodes.items():
+        g.add_node(
+            iri,
+            kind=node.kind,
+            ml_class=node.ml_class,
+            label=node.label,
+            distance=graph.distance.get(iri),
+            node=node,
+        )
+    for edge in graph.edges:
+        g.add_edge(
+            edge.subject,
+            edge.object,
+            kind=edge.kind,
+            role=edge.role,
+            bundle=edge.bundle,
+            id=edge.id,
+            edge=edge,
+        )
+    return g
+
+
+def derivation_path(
+    store: SQLStore, source: str, target: str, *, max_nodes: int = DEFAULT_MAX_NODES
+) -> list[Edge]:
+    """The shortest chain of relations by which ``target`` depends on ``source``.
+
+    Edges come in order from ``source`` to ``target``: the first edge's ``object`` is
+    ``source``, the last edge's ``subject`` is ``target``, and each edge's subject is the
+    next edge's object. Where relations run in parallel the first in (kind, role,
+    bundle, id) order is taken, so the answer is the same on every backend.
+
+    Raises:
+        NotFound: ``target`` does not depend on ``source`` (within ``max_nodes``).
+    """
+    graph = upstream(store, target, max_nodes=max_nodes)
+    if source == target:
+        return []
+    g = to_networkx(graph)
+    if source not in g:
+        raise NotFound(
+            f"{target} does not depend on {source}"
+            + (" within the node bound" if graph.truncated else ""),
+            record=target,
+        )
+    nodes = nx.shortest_path(g, target, source)
+    path = []
+    for subject, obj in pairwise(nodes):
+        parallel = [data["edge"] for data in g.get_edge_data(subject, obj).values()]
+        path.append(min(parallel, key=_edge_key))
+    path.reverse()
+    return path
+
+
+# --------------------------------------------------------------------------- diff
+
+_DATA_CLASSES = frozenset(
+    {"DomainData", "FeatureSetData", "FeatureSet", "Feature", "DatasetCharacteristic"}
+)
+_HYPERPARAMETER_CLASSES = frozenset(
+    {
+        "LearningHyperparameterValue",
+        "ModelHyperparameterValue",
+        "LearningHyperparameter",
+        "ModelHyperparameter",
+    }
+)
+_MODEL_CLASSES = frozenset({"ModelVersion", "Model"})
+_PROV_PLAN = PROV + "Plan"
+_NAME, _VALUE, _CODE_VERSION = ml("name"), ml("hyperparameterValue"), ml("codeVersion")
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryDiff:
+    """The nodes of one category in either lineage, by IRI."""
+
+    only_a: tuple[Node, ...] = ()
+    only_b: tuple[Node, ...] = ()
+    common: tuple[Node, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.only_a or self.only_b)
+
+
+@dataclass(frozen=True, slots=True)
+class ValueChange:
+    """A named setting whose values differ; each side lists its values, sorted."""
+
+    name: str
+    a: tuple[str, ...]
+    b: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LineageDiff:
+    """How the upstream lineages of two model versions differ, by category.
+
+    Each lineage stops at other model versions (a fine-tuned version shows its base
+    model under ``models`` rather than inheriting the base model's whole recipe).
+    """
+
+    version_a: str
+    version_b: str
+    data: CategoryDiff
+    hyperparameters: CategoryDiff
+    hyperparameter_changes: tuple[ValueChange, ...]  # by provml:name
+    code: CategoryDiff  # agents, plans, algorithms
+    code_versions: ValueChange | None  # provml:codeVersion values, when they differ
+    executions: CategoryDiff
+    models: CategoryDiff  # base model versions and models
+    truncated: bool = False
+
+    @property
+    def identical(self) -> bool:
+        categories = (self.data, self.hyperparameters, self.code, self.executions, self.models)
+        return not any(c.changed for c in categories) and self.code_versions is None
+
+
+def _text(value: AttrValue) -> str:
+    if isinstance(value, Literal):
+        return value.lexical
+    if isinstance(value, Ref):
+        return value.iri
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _first(node: Node, *names: str) -> str | None:
+    for name in names:
+        for key, value in node.attributes:
+            if key == name:
+                return _text(value)
+    return None
+
+
+def _is_code(node: Node) -> bool:
+    if node.kind == "agent" or node.ml_class == "Algorithm":
+        return True
+    if node.ml_class and ML_CLASS_BY_NAME[node.ml_class].prov_class == "Plan":
+        return True
+    return any(_text(v) == _PROV_PLAN for k, v in node.attributes if k == PROV_TYPE)
+
+
+def _categories(graph: LineageGraph) -> dict[str, dict[str, Node]]:
+    out: dict[str, dict[str, Node]] = {
+        name: {} for name in ("data", "hyperparameters", "code", "executions", "models")
+    }
+    for iri, node in graph.nodes.items():
+        if iri == graph.root:
+            continue
+        if node.ml_class in _DATA_CLASSES:
+            out["data"][iri] = node
+        elif node.ml_class in _HYPERPARAMETER_CLASSES:
+            out["hyperparameters"][iri] = node
+        elif node.ml_class in _MODEL_CLASSES:
+            out["models"][iri] = node
+        elif node.kind == "activity":
+            out["executions"][iri] = node
+        elif _is_code(node):
+            out["code"][iri] = node
+    return out
+
+
+def _compare(a: dict[str, Node], b: dict[str, Node]) -> CategoryDiff:
+    return CategoryDiff(
+        only_a=tuple(a[i] for i in sorted(a.keys() - b.keys())),
+        only_b=tuple(b[i] for i in sorted(b.keys() - a.keys())),
+        common=tuple(a[i] for i in sorted(a.keys() & b.keys())),
+    )
+
+
+def _settings(nodes: Iterable[Node]) -> dict[str, tuple[str, ...]]:
+    values: dict[str, set[str]] = {}
+    for node in nodes:
+        if node.ml_class not in ("LearningHyperparameterValue", "ModelHyperparameterValue"):
+            continue
+        name = _first(node, _NAME, PROV_LABEL) or node.id
+        value = _first(node, _VALUE, PROV_VALUE)
+        values.setdefault(name, set()).update(() if value is None else (value,))
+    return {name: tuple(sorted(v)) for name, v in values.items()}
+
+
+def _code_versions(graph: LineageGraph) -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            {
+                _text(v)
+                for node in graph.nodes.values()
+                for k, v in node.attributes
+                if k == _CODE_VERSION
+            }
+        )
+    )
+
+
+def diff(
+    store: SQLStore,
+    version_a: str,
+    version_b: str,
+    *,
+    max_nodes: int = DEFAULT_MAX_NODES,
+) -> LineageDiff:
+    """Compare the upstream lineages of two model versions.
+
+    Categories: data (DomainData, FeatureSetData, …), hyperparameters (with the values
+    that changed by ``provml:name``), code (agents, plans, algorithms and the
+    ``provml:codeVersion`` values), executions (activities) and models (upstream model
+    versions, e.g. the base of a fine-tuning).
+
+    Raises:
+        NotFound: either version is unknown to the store.
+    """
+    graphs = [
+        upstream(store, version, stop_at=("ModelVersion",), max_nodes=max_nodes)
+        for version in (version_a, version_b)
+    ]
+    cats_a, cats_b = (_categories(g) for g in graphs)
+    settings_a = _settings(cats_a["hyperparameters"].values())
+    settings_b = _settings(cats_b["hyperparameters"].values())
+    changes = tuple(
+        ValueChange(name, settings_a.get(name, ()), settings_b.get(name, ()))
+        for name in sorted(settings_a.keys() | settings_b.keys())
+        if settings_a.get(name, ()) != settings_b.get(name, ())
+    )
+    code_a, code_b = (_code_versions(g) for g in graphs)
+    return LineageDiff(
+        version_a=version_a,
+        version_b=version_b,
+        data=_compare(cats_a["data"], cats_b["data"]),
+        hyperparameters=_compare(cats_a["hyperparameters"], cats_b["hyperparameters"]),
+        hyperparameter_changes=changes,
+        code=_compare(cats_a["code"], cats_b["code"]),
+        code_versions=ValueChange("codeVersion", code_a, code_b) if code_a != code_b else None,
+        executions=_compare(cats_a["executions"], cats_b["executions"]),
+        models=_compare(cats_a["models"], cats_b["models"]),
+        truncated=any(g.truncated for g in graphs),
+    )
