@@ -1,0 +1,389 @@
+"""The exporter: a bounded queue, a daemon thread that batches, and the destinations.
+
+The caller's thread only appends to the queue (:meth:`Exporter.put`). The exporter
+thread turns items into records, batches them by size and time, and delivers them to
+one destination: the embedded/SQL record store (imported lazily, on this thread only),
+an HTTP endpoint (gzip JSON over ``urllib``), or an in-memory exporter (tests). A batch
+the destination does not take goes to the spool and is replayed before anything newer.
+
+Imports: standard library and ``provml.records``/``provml.config``/``provml.errors``.
+``provml.store`` is imported inside :class:`StoreDestination` on the exporter thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from provml.capture._spool import Spool
+from provml.capture._state import Counters, internal_error, log_once, logger
+from provml.config import StoreLocation
+from provml.errors import Conflict, InvalidRecord, ProvmlError, StoreUnavailable
+from provml.records import Bundle, bundle_from_dict, bundle_to_dict, check_record
+from provml.vocab import STANDARD_PREFIXES
+
+_NAMESPACES = tuple(STANDARD_PREFIXES.items())
+_MAX_BACKOFF = 30.0
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    """Where batches go. Raise :class:`provml.errors.StoreUnavailable` (or any error that
+    is not an :class:`~provml.errors.InvalidRecord`) to have the batch spooled and
+    retried; raise ``InvalidRecord``/``Conflict`` to have it dropped as refused."""
+
+    def export(self, bundles: Sequence[Bundle]) -> None: ...
+
+
+class Refused(Exception):
+    """The destination understood the batch and will never take it."""
+
+
+def _describe(destination: Any) -> str:
+    describe = getattr(destination, "describe", None)
+    return describe() if callable(describe) else type(destination).__name__
+
+
+class StoreDestination:
+    """The embedded or SQL record store, opened on first export (on the exporter thread)."""
+
+    def __init__(self, location: StoreLocation) -> None:
+        self.location = location
+        self._store: Any = None
+
+    def describe(self) -> str:
+        return f"the record store {self.location.sql_url}"
+
+    def export(self, bundles: Sequence[Bundle]) -> None:
+        try:
+            if self._store is None:
+                try:
+                    from provml.store import open_record_store
+                    from provml.store.sql import SQLStore  # noqa: F401 - fail here, clearly
+                except ImportError as exc:
+                    # Spooled, not dropped: installing the extra (or giving an
+                    # endpoint) and running again delivers it.
+                    raise StoreUnavailable(
+                        f"the record store needs {exc.name or 'its libraries'}: "
+                        "pip install 'provml[server]', or capture with "
+                        "provml.init(endpoint=...) to a provml server"
+                    ) from exc
+                self._store = open_record_store(self.location)
+            self._store.ingest(bundles)
+        except (InvalidRecord, Conflict) as exc:
+            raise Refused(str(exc)) from exc
+        except Exception as exc:
+            self.close()
+            if isinstance(exc, StoreUnavailable):
+                raise
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.close()
+
+
+class HttpDestination:
+    """A provml server: ``POST <endpoint>/api/v1/records``, gzip JSON, optional bearer token."""
+
+    def __init__(self, endpoint: str, token: str | None, timeout: float) -> None:
+        self.url = endpoint.rstrip("/") + "/api/v1/records"
+        self.token = token
+        self.timeout = timeout
+
+    def describe(self) -> str:
+        return f"the provml server at {self.url}"
+
+    def export(self, bundles: Sequence[Bundle]) -> None:
+        self.post({"bundles": [bundle_to_dict(b) for b in bundles]})
+
+    def post(self, payload: dict[str, Any]) -> None:
+        # urllib.request pulls in http.client, email and ssl: imported on the exporter
+        # thread when first needed, so importing capture stays cheap.
+        import urllib.error
+        import urllib.request
+
+        body = gzip.compress(json.dumps(payload, separators=(",", ":")).encode(), compresslevel=5)
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:500].decode(errors="replace")
+            if 400 <= exc.code < 500 and exc.code not in (401, 403, 404, 408, 409, 429):
+                raise Refused(f"HTTP {exc.code}: {detail}") from exc
+            raise StoreUnavailable(f"HTTP {exc.code} from {self.url}: {detail}") from exc
+        except (OSError, ValueError) as exc:  # URLError, timeouts, resets are OSErrors
+            raise StoreUnavailable(f"{self.url} unreachable: {exc}") from exc
+
+
+class _FlushRequest:
+    __slots__ = ("delivered", "done", "force")
+
+    def __init__(self, force: bool) -> None:
+        self.done = threading.Event()
+        self.delivered = False
+        self.force = force
+
+
+class _Stop:
+    __slots__ = ()
+
+
+class BatchExporter:
+    """The queue and the daemon thread that empties it."""
+
+    def __init__(
+        self,
+        destination: Any,
+        builder: Any,
+        counters: Counters,
+        spool: Spool | None,
+        *,
+        queue_size: int,
+        batch_size: int,
+        schedule_delay: float,
+    ) -> None:
+        self.destination = destination
+        self.builder = builder
+        self.counters = counters
+        self.spool = spool
+        self.queue: deque[Any] = deque()
+        self.queue_size = queue_size
+        self.batch_size = batch_size
+        self.schedule_delay = schedule_delay
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._retry_at = 0.0
+        self._backoff = 0.5
+        self._stopped = False
+        self._dropped_at_flush = 0  # a flush that saw new drops did not deliver everything
+
+    # ------------------------------------------------------------ caller side
+
+    def put(self, item: Any) -> None:
+        """The hot path: append, and wake the thread only when a batch is full."""
+        queue = self.queue
+        if len(queue) >= self.queue_size:
+            self.counters.drop("queue full", 1)
+            return
+        queue.append(item)
+        if len(queue) >= self.batch_size and not self._wake.is_set():
+            self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="provml-exporter", daemon=True)
+            self._thread.start()
+
+    def flush(self, timeout: float | None, force: bool = True) -> bool:
+        """Deliver everything queued so far; True if nothing is left undelivered."""
+        if self._thread is None or not self._thread.is_alive():
+            if self._stopped:
+                return not self.queue
+            self.start()
+        request = _FlushRequest(force)
+        self.queue.append(request)
+        self._wake.set()
+        return request.done.wait(timeout) and request.delivered
+
+    def shutdown(self, timeout: float | None) -> bool:
+        delivered = self.flush(timeout)
+        self._stopped = True
+        self.queue.append(_Stop())
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(0.5 if timeout is None else min(timeout, 0.5))
+        close = getattr(self.destination, "close", None)
+        if callable(close) and (self._thread is None or not self._thread.is_alive()):
+            with contextlib.suppress(Exception):
+                close()
+        if self.spool is not None:
+            self.spool.close()
+        return delivered
+
+    # ------------------------------------------------------------ thread side
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self.schedule_delay)
+            self._wake.clear()
+            try:
+                if self._drain():
+                    return
+            except Exception as exc:  # a bug of ours: keep the thread alive
+                internal_error("the exporter thread", exc)
+
+    def _drain(self) -> bool:
+        """Empty the queue into batches; True when told to stop."""
+        pending: dict[str, list[Any]] = {}
+        count = 0
+        while True:
+            try:
+                item = self.queue.popleft()
+            except IndexError:
+                break
+            if isinstance(item, _FlushRequest):
+                self._send(pending, count, force=item.force)
+                pending, count = {}, 0
+                replayed = self._replay(force=item.force, rescan=True)
+                dropped = self.counters.dropped_total()
+                item.delivered = (
+                    replayed
+                    and not (self.spool is not None and self.spool.has_pending())
+                    and dropped == self._dropped_at_flush
+                )
+                self._dropped_at_flush = dropped
+                item.done.set()
+                continue
+            if isinstance(item, _Stop):
+                self._send(pending, count, force=True)
+                return True
+            try:
+                pairs = self.builder.build(item)
+            except Exception as exc:
+                internal_error("building records", exc)
+                self.counters.drop("internal error while building records", 1)
+                continue
+            for bundle, record in pairs:
+                try:
+                    check_record(record)
+                except InvalidRecord as exc:
+                    internal_error(f"an invalid record ({exc.field})", exc)
+                    self.counters.drop("invalid record", 1)
+                    continue
+                pending.setdefault(bundle, []).append(record)
+                count += 1
+            if count >= self.batch_size:
+                self._send(pending, count, force=False)
+                pending, count = {}, 0
+        self._send(pending, count, force=False)
+        return False
+
+    def _send(self, pending: dict[str, list[Any]], count: int, *, force: bool) -> None:
+        if not pending:
+            if self.spool is not None and self.spool.has_pending():
+                self._replay(force=force)
+            return
+        self.counters.add("captured", count)
+        bundles = [Bundle(b, tuple(rs), _NAMESPACES) for b, rs in pending.items()]
+        # Nothing newer may overtake what is spooled: replay first, or spool behind it.
+        if self.spool is not None and self.spool.has_pending() and not self._replay(force=force):
+            self._spool(bundles, count)
+            return
+        if not force and time.monotonic() < self._retry_at and self.spool is not None:
+            self._spool(bundles, count)
+            return
+        try:
+            self.destination.export(bundles)
+        except Refused as exc:
+            self._refused(exc, count)
+            return
+        except (InvalidRecord, Conflict) as exc:
+            self._refused(exc, count)
+            return
+        except Exception as exc:
+            self._failed(exc)
+            self._spool(bundles, count)
+            return
+        self._succeeded()
+        self.counters.add("exported", count)
+
+    def _refused(self, exc: BaseException, count: int) -> None:
+        log_once(
+            f"refused:{type(exc).__name__}",
+            "provml capture: %s refused a batch of %d records (%s); it is dropped",
+            _describe(self.destination),
+            count,
+            exc,
+        )
+        self.counters.drop("refused by the destination", count)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
+        where = self.spool.directory if self.spool is not None else "nowhere (no spool)"
+        log_once(
+            f"unavailable:{_describe(self.destination)}",
+            "provml capture: %s is unavailable (%s); spooling batches in %s and retrying",
+            _describe(self.destination),
+            exc if isinstance(exc, ProvmlError) else f"{type(exc).__name__}: {exc}",
+            where,
+        )
+
+    def _succeeded(self) -> None:
+        if self._retry_at:
+            logger.info("provml capture: %s is reachable again", _describe(self.destination))
+        self._retry_at = 0.0
+        self._backoff = 0.5
+
+    def _spool(self, bundles: list[Bundle], count: int) -> None:
+        if self.spool is None:
+            self.counters.drop("destination unavailable and no spool", count)
+            return
+        payload = {"records": count, "bundles": [bundle_to_dict(b) for b in bundles]}
+        try:
+            self.spool.append(payload)
+        except OSError as exc:
+            reason = f"spool unwritable ({exc.strerror or type(exc).__name__})"
+            log_once(
+                f"spool-error:{exc.errno}",
+                "provml capture: cannot write the spool in %s: %s",
+                self.spool.directory,
+                exc,
+            )
+            self.counters.drop(reason, count)
+            return
+        self.counters.add("spooled", count)
+
+    def _replay(self, *, force: bool, rescan: bool = False) -> bool:
+        """Send spooled batches in order; True when the spool is empty afterwards."""
+        spool = self.spool
+        if spool is None:
+            return True
+        if rescan:
+            spool.rescan()
+        if not spool.has_pending():
+            return True
+        if not force and time.monotonic() < self._retry_at:
+            return False
+        for reader in spool.readers():
+            try:
+                for batch in reader.batches():
+                    try:
+                        bundles = [bundle_from_dict(b) for b in batch.payload.get("bundles", ())]
+                        self.destination.export(bundles)
+                    except (Refused, InvalidRecord, Conflict) as exc:
+                        self._refused(exc, batch.records)
+                    except Exception as exc:
+                        self._failed(exc)
+                        if not reader.owned:
+                            reader.handle.close()
+                        spool.rescan()
+                        return False
+                    else:
+                        self._succeeded()
+                        self.counters.add("replayed", batch.records)
+                    spool.acknowledged(reader, batch)
+                spool.finished(reader)
+            except OSError as exc:
+                log_once(
+                    f"spool-read:{reader.path}",
+                    "provml capture: cannot read spool file %s (%s)",
+                    reader.path,
+                    exc,
+                )
+                if not reader.owned:
+                    reader.handle.close()
+        return not spool.has_pending()
