@@ -1,0 +1,84 @@
+"""Shared fixtures: stores on SQLite and on the real PostgreSQL server.
+
+PostgreSQL tests create a database of their own and drop it afterwards. The server is
+named by ``PROVML_TEST_POSTGRES_URL`` (default: the local server with trust auth). In
+CI (``CI`` set) an unreachable server fails the tests instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+POSTGRES_URL = os.environ.get(
+    "PROVML_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+
+
+def conformance_dir() -> Path:
+    """The shared third-party test data; tests that need it skip outside this workspace."""
+    if not CONFORMANCE.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"conformance data missing at {CONFORMANCE}")
+        pytest.skip(f"conformance data not found at {CONFORMANCE}")
+    return CONFORMANCE
+
+
+def _admin_connect():
+    import psycopg
+
+    dsn = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import psycopg
+
+    try:
+        admin = _admin_connect()
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    name = f"provml_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with _admin_connect() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'provml.sqlite'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The same test once per SQL backend."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(store_url: str):
+    """A migrated, empty SQL record store, once per backend."""
+    from provml.store.sql import SQLStore
+
+    s = SQLStore(store_url)
+    s.upgrade()
+    try:
+        yield s
+    finally:
+        s.close()
