@@ -10,16 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
 )
-from test_api_server import TOKEN, post_story, provml_serve  # noqa: E402
+from test_api_server import TOKEN, post_story, provml_serve
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 

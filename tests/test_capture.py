@@ -487,7 +487,8 @@ def test_directories_bytes_and_references_become_data_entities(exported, tmp_pat
 
 
 def test_numpy_arrays_are_feature_set_data_identified_by_their_bytes(exported):
-    np = pytest.importorskip("numpy")
+    import numpy as np
+
     features = np.arange(12, dtype=np.float32).reshape(3, 4)
 
     @capture.training
@@ -505,7 +506,8 @@ def test_numpy_arrays_are_feature_set_data_identified_by_their_bytes(exported):
 
 
 def test_pandas_frames_are_identified_by_content_regardless_of_object(exported):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     frame = pd.DataFrame({"amplitude": [0.1, 0.2], "salt": [0, 1]})
     with capture.data_transformation("prep") as prep:
         capture.used(frame)
@@ -519,7 +521,7 @@ def test_pandas_frames_are_identified_by_content_regardless_of_object(exported):
 
 
 def test_sklearn_estimator_settings_are_recorded_as_hyperparameters(exported):
-    linear_model = pytest.importorskip("sklearn.linear_model")
+    from sklearn import linear_model
 
     @capture.training
     def fit(model, epochs: int = 1):

@@ -13,8 +13,6 @@ import pytest
 
 from provml.ids import iri
 
-pytest.importorskip("sklearn", reason="the demo needs the demo extra: pip install -e '.[demo]'")
-
 FIRST = ("SRV-2019-A", "SRV-2020-B", "SRV-2023-D")
 LATE = "SRV-2024-E"
 
