@@ -16,6 +16,9 @@
                 provml.log_metric("loss", ...)
         provml.log_model_version("salt-detector", 3)
 
+Code that logs to MLflow gets PROV lineage from ``provml.capture.mlflow_autolog()``: MLflow
+runs become executions recording their run id, and registered versions are linked.
+
 Modelled on OpenTelemetry: no-op until :func:`init`; one primitive that is both a
 decorator and a context manager (sync, async, generators); context in ``contextvars``;
 records go on a bounded queue that a daemon thread batches to the record store or an
@@ -52,6 +55,7 @@ from provml.capture._activity import (
     current_activity_var as _current_activity_var,
 )
 from provml.capture._export import Exporter
+from provml.capture._mlflow import mlflow_autolog
 from provml.capture._provider import flush, init, run, shutdown, stats
 from provml.capture._state import Stats
 from provml.capture._values import DataReference
@@ -79,6 +83,7 @@ __all__ = [
     "log_output",
     "log_param",
     "log_params",
+    "mlflow_autolog",
     "run",
     "section",
     "shutdown",

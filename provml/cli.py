@@ -88,9 +88,56 @@ def _document_iri(data: bytes) -> str:
     return iri("document", hashlib.blake2b(data, digest_size=16).hexdigest())
 
 
+def _is_mlflow_import(args: argparse.Namespace) -> bool:
+    """``provml import mlflow …``: the word ``mlflow`` alone, unless it names a file and no
+    MLflow option was given (``provml import FILE`` keeps working for a file so named)."""
+    if args.files != ["mlflow"]:
+        if args.tracking_uri or args.experiment or args.registry_uri:
+            raise ProvmlError(
+                "--tracking-uri, --experiment and --registry-uri go with: provml import mlflow"
+            )
+        return False
+    given = args.tracking_uri or args.experiment or args.registry_uri
+    return bool(given) or not Path("mlflow").exists()
+
+
+def cmd_import_mlflow(args: argparse.Namespace) -> int:
+    from provml.mlflow_import import import_mlflow
+
+    shown: dict[str, Callable[[int], None]] = {}
+
+    def progress(done: int, total: int) -> None:
+        show = shown.get("show")
+        if show is None:
+            show = shown["show"] = _progress(total, "importing MLflow runs")
+        show(done)
+
+    store = _open(args)
+    try:
+        result = import_mlflow(
+            store,
+            args.tracking_uri,
+            experiments=args.experiment or (),
+            registry_uri=args.registry_uri,
+            progress=progress,
+        )
+    finally:
+        store.close()
+    print(
+        f"mlflow {args.tracking_uri or '(MLFLOW_TRACKING_URI)'}: {result.runs} runs in "
+        f"{result.experiments} experiment(s): {result.new_runs} new, "
+        f"{result.updated_runs} updated (were running), {result.known_runs} already imported; "
+        f"{result.model_versions} model versions ({result.new_model_versions} new); "
+        f"{result.inserted} records stored"
+    )
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from provml import prov_io
 
+    if _is_mlflow_import(args):
+        return cmd_import_mlflow(args)
     store = _open(args)
     try:
         show = _progress(len(args.files), "importing")
@@ -319,10 +366,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("db", cmd_db, "manage the SQL schema")
     p.add_argument("action", choices=["upgrade", "current"])
 
-    p = add("import", cmd_import, "import PROV documents (PROV-JSON, PROV-XML, PROV-N, Turtle…)")
+    p = add(
+        "import",
+        cmd_import,
+        "import PROV documents (PROV-JSON, PROV-XML, PROV-N, Turtle…), "
+        "or an MLflow tracking store: import mlflow --tracking-uri URI",
+    )
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--format", help="the documents' format (default: from name and content)")
     p.add_argument("--bundle", metavar="IRI", help="bundle IRI (default: from the content)")
+    p.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="with `import mlflow`: the MLflow tracking URI (default $MLFLOW_TRACKING_URI)",
+    )
+    p.add_argument(
+        "--experiment",
+        action="append",
+        metavar="NAME",
+        help="with `import mlflow`: an experiment to import (repeatable; default all)",
+    )
+    p.add_argument(
+        "--registry-uri", metavar="URI", help="with `import mlflow`: the model registry URI"
+    )
 
     p = add("export", cmd_export, "export a bundle (or the whole store) as a PROV document")
     p.add_argument("bundle", nargs="?", metavar="BUNDLE", help="bundle IRI (default: all)")
