@@ -71,3 +71,18 @@ def test_a_schema_newer_than_this_provml_asks_to_upgrade_provml(fresh):
         fresh.check_schema()
     assert not isinstance(caught.value, SchemaOutdated)
     assert "upgrade provml" in str(caught.value)
+
+
+def test_upgrading_a_current_store_runs_no_migration_environment(fresh, monkeypatch):
+    import alembic.command
+
+    fresh.upgrade()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a current store ran Alembic's upgrade again")
+
+    # Alembic's migration context is process-wide; another library's migrations in the
+    # same process (MLflow's) collide with ours if we enter it without need.
+    monkeypatch.setattr(alembic.command, "upgrade", refuse)
+    fresh.upgrade()
+    assert fresh.current_revision() == fresh.head_revision()

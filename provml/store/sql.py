@@ -625,6 +625,12 @@ class SQLStore:
         database = self.engine.url.database
         if self.dialect == "sqlite" and database not in (None, "", ":memory:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if revision == "head" and self.current_revision() == self.head_revision():
+            # Nothing to run: skipping Alembic's environment here keeps opening a current
+            # store cheap, and keeps clear of Alembic's process-wide context, which
+            # another library's migrations in the same process (MLflow's) also use.
+            self._schema_ok = True
+            return
         with self._errors(), self.engine.connect() as conn:
             conn.execution_options(provml_write=True)
             with conn.begin():
