@@ -20,7 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from provml.api import _export, _health, _ingest, _openlineage, _query, _sparql
+from provml.api import _export, _health, _ingest, _openlineage, _query, _sparql, _ui
 from provml.api._errors import PayloadTooLarge, error_body, install_handlers
 from provml.api._metrics import Metrics
 from provml.api._services import open_services
@@ -154,7 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.services = None
     install_handlers(app)
-    for module in (_health, _ingest, _openlineage, _query, _export, _sparql):
+    for module in (_health, _ingest, _openlineage, _query, _export, _sparql, _ui):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

@@ -131,4 +131,8 @@ def run_demo(store: str | None = None, fresh: bool = True) -> int:
     )
     report.print_report(store_url, data)
     print(f"\nDone in {time.monotonic() - started:.1f} s.")
+    # Last, so the way into the web UI is what stays on the screen.
+    print("\nOpen it in the web UI: serve the store, then open the URL")
+    print(f"  provml serve --store {store_url}")
+    print("  http://127.0.0.1:8000/ui/")
     return 0
