@@ -242,9 +242,7 @@ def client(tmp_path_factory) -> Iterator[TestClient]:
                     fmt = rdflib.util.guess_format(str(path)) or "turtle"
                     # The file's own IRI as base: data like sq01.rdf names its graph by
                     # a relative reference, which must match the graph's resolved IRI.
-                    dataset.graph(rdflib.URIRef(graph)).parse(
-                        path, format=fmt, publicID=_uri(path)
-                    )
+                    dataset.graph(rdflib.URIRef(graph)).parse(path, format=fmt, publicID=_uri(path))
                     loaded.add(graph)
         yield client
     print("\nW3C SPARQL 1.1 query evaluation through /sparql:", dict(SUMMARY))
