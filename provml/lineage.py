@@ -1,8 +1,10 @@
 """The lineage engine: what a record came from, what was made from it, what a change hits.
 
-Walks run in the database as recursive CTEs over ``lineage_edges`` (SQLAlchemy Core,
-every value a bound parameter), the same statements on SQLite and PostgreSQL; the
-extracted subgraph then goes to networkx for paths and comparisons.
+Walks run in the database over ``lineage_edges`` (SQLAlchemy Core, every value a bound
+parameter), the same statements on SQLite and PostgreSQL: breadth first, one indexed
+query per distance level, each node expanded once (see :func:`_breadth_first` for why
+not one recursive CTE); the extracted subgraph then goes to networkx for paths and
+comparisons.
 
 Semantics shared by every walk:
 
@@ -14,8 +16,8 @@ Semantics shared by every walk:
 * **Depth** counts edges from the root: ``depth=0`` is the root alone, ``depth=1`` its
   direct neighbours; ``None`` is unbounded. ``distance`` holds each node's shortest
   distance.
-* **Cycles** (``alternateOf`` both ways, or bad data) are safe: the CTE adds a node at most
-  once (``UNION``, not ``UNION ALL``), so the walk terminates and nothing is duplicated.
+* **Cycles** (``alternateOf`` both ways, or bad data) are safe: the walk adds a node at
+  most once, so it terminates and nothing is duplicated.
 * **stop_at** names PROV-ML classes where the walk does not go on: such a node is in
   the answer, its own neighbours are not (the root is always expanded).
 * **max_nodes** bounds the answer. Walks are breadth-first, and when the bound cuts a
@@ -102,54 +104,63 @@ def _check_bounds(depth: int | None, stop_at: Collection[str], max_nodes: int) -
     return frozenset(stop_at)
 
 
-def _walk_query(root: str, upstream_walk: bool, depth: int | None, stop: frozenset[str]):
-    """The recursive CTE listing the nodes reached, level by level.
+def _frontier_links(conn: sa.Connection, frontier: list[str], upstream_walk: bool) -> list[_Link]:
+    """Every lineage edge leaving the frontier, oriented the way the walk goes."""
+    here = _E.c.subject if upstream_walk else _E.c.object
+    query = sa.select(_E.c.relation_key, _E.c.role, _E.c.subject, _E.c.object)
+    links = []
+    for chunk in _chunks(frontier):
+        for key, role, subject, obj in conn.execute(query.where(here.in_(chunk))).all():
+            source, target = (subject, obj) if upstream_walk else (obj, subject)
+            links.append(_Link(key, role, source, target))
+    return links
 
-    Both engines evaluate a recursive CTE breadth-first and lazily, so the caller reads
-    only as many rows as it needs and the recursion stops there. ``UNION`` (not ``UNION
-    ALL``) adds a row only once: without a depth the rows are nodes and the walk ends
-    when no new node turns up, whatever the cycles; with a depth they are (node, depth)
-    pairs, bounded by the depth.
+
+def _breadth_first(
+    conn: sa.Connection,
+    root: str,
+    upstream_walk: bool,
+    depth: int | None,
+    stop: frozenset[str],
+    max_nodes: int,
+) -> tuple[list[str], list[_Link], set[str]]:
+    """The nodes reached level by level, the edges leaving them, and the stop nodes.
+
+    One indexed query per distance level (per chunk of it), not one recursive CTE: a
+    CTE bounded by depth must carry (node, depth) pairs, because a recursive term
+    cannot see which nodes earlier levels found, so on a DAG of fine-tuned models
+    every node comes back once per path length that reaches it and each copy is
+    expanded again. Here a node is expanded once, at its shortest distance.
+
+    The edges of the last level within the depth bound are read too (not followed),
+    so that the caller can tell whether the bound cut anything; the walk stops after
+    the first level that takes it past ``max_nodes``, which the caller leaves out.
     """
-    here, there = (_E.c.subject, _E.c.object) if upstream_walk else (_E.c.object, _E.c.subject)
-    if stop:
-        at_stop = sa.exists().where(_N.c.iri == there, _N.c.ml_class.in_(sorted(stop)))
-        expand = sa.case((at_stop, 0), else_=1)
-    else:
-        expand = sa.literal(1, sa.Integer)
-    start = sa.cast(sa.literal(root, sa.Text), sa.Text).label("node")
-    one = sa.literal(1, sa.Integer).label("expand")
-    if depth is None:
-        walk = sa.select(start, one).cte("walk", recursive=True)
-        step = (
-            sa.select(there, expand)
-            .select_from(_E.join(walk, here == walk.c.node))
-            .where(walk.c.expand == 1)
-        )
-    else:
-        zero = sa.literal(0, sa.Integer).label("depth")
-        walk = sa.select(start, zero, one).cte("walk", recursive=True)
-        step = (
-            sa.select(there, walk.c.depth + 1, expand)
-            .select_from(_E.join(walk, here == walk.c.node))
-            .where(walk.c.expand == 1, walk.c.depth < depth)
-        )
-    walk = walk.union(step)
-    return sa.select(walk.c.node)
-
-
-def _reached(conn: sa.Connection, query: sa.Select, max_nodes: int) -> list[str]:
-    """The first ``max_nodes + 1`` distinct nodes of the walk (one more shows a cut)."""
-    seen: dict[str, None] = {}
-    result = conn.execution_options(stream_results=True, yield_per=1000).execute(query)
-    try:
-        for (node,) in result:
-            seen[node] = None
-            if len(seen) > max_nodes:
-                break
-    finally:
-        result.close()  # stops the recursion where we stopped reading
-    return list(seen)
+    distance = {root: 0}
+    order = [root]
+    links: list[_Link] = []
+    stopped: set[str] = set()
+    frontier, level = [root], 0
+    while frontier:
+        expandable = [n for n in frontier if n not in stopped]
+        found = _frontier_links(conn, expandable, upstream_walk)
+        links.extend(found)
+        if depth is not None and level >= depth:
+            break
+        level += 1
+        frontier = []
+        for link in found:
+            if link.target not in distance:
+                distance[link.target] = level
+                frontier.append(link.target)
+        order.extend(frontier)
+        if len(order) > max_nodes:
+            break
+        if stop and frontier:
+            for chunk in _chunks(frontier):
+                query = sa.select(_N.c.iri).where(_N.c.iri.in_(chunk), _N.c.ml_class.in_(stop))
+                stopped.update(conn.scalars(query))
+    return order, links, stopped
 
 
 def _chunks(values: list[str]) -> Iterable[list[str]]:
@@ -235,7 +246,6 @@ def _walk(
 ) -> LineageGraph:
     stop = _check_bounds(depth, stop_at, max_nodes)
     upstream_walk = direction == "upstream"
-    here = _E.c.subject if upstream_walk else _E.c.object
     with store.read() as conn:
         known = conn.execute(
             sa.select(
@@ -246,23 +256,7 @@ def _walk(
         ).scalar()
         if not known:
             raise NotFound(f"{root} is neither described nor related in the store", record=root)
-        reached = _reached(conn, _walk_query(root, upstream_walk, depth, stop), max_nodes)
-        stopped: set[str] = set()
-        if stop:
-            for chunk in _chunks(reached):
-                query = sa.select(_N.c.iri).where(_N.c.iri.in_(chunk), _N.c.ml_class.in_(stop))
-                stopped.update(conn.scalars(query))
-        stopped.discard(root)
-        # First the bare edges leaving the nodes reached: enough to measure distances
-        # and to see which edges the answer keeps; a wide fan-out beyond the bound
-        # costs three short strings per edge, not a decoded relation.
-        links: list[_Link] = []
-        sources = [n for n in reached if n not in stopped]
-        for chunk in _chunks(sources):
-            query = sa.select(_E.c.relation_key, _E.c.role, _E.c.subject, _E.c.object)
-            links.extend(_Link(*row) for row in conn.execute(query.where(here.in_(chunk))))
-        if not upstream_walk:
-            links = [link._replace(source=link.target, target=link.source) for link in links]
+        reached, links, stopped = _breadth_first(conn, root, upstream_walk, depth, stop, max_nodes)
         distance, kept, truncated = _measure(root, reached, links, stopped, depth, max_nodes)
         # Then the relations behind the edges kept, in full.
         relations = {}

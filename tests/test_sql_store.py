@@ -222,6 +222,64 @@ def test_a_relation_id_reused_with_other_content_is_a_conflict_and_changes_nothi
     assert [info.id for info in store.list_bundles()] == [EX + "bundle/c"]
 
 
+def many_workflows(count: int, records_each: int = 50) -> list[Bundle]:
+    """``count`` bundles sharing one raw file, ``records_each`` records each.
+
+    Elements come before relations, the order in which a bundle reads back.
+    """
+    raw = entity("data/raw-shared", ml_class="DomainData")
+    bundles = []
+    for n in range(count):
+        run = Element("activity", EX + f"activity/w{n}")
+        outputs = [entity(f"data/w{n}/{k}", (EX + "k", k)) for k in range((records_each - 3) // 2)]
+        relations = [Relation("used", run.id, raw.id, id=EX + f"relation/w{n}/used")]
+        relations += [Relation("wasGeneratedBy", out.id, run.id) for out in outputs]
+        bundles.append(Bundle(EX + f"bundle/w{n}", (raw, run, *outputs, *relations)))
+    return bundles
+
+
+def test_a_batch_of_five_thousand_records_sent_twice_is_stored_once(store):
+    batch = many_workflows(100)
+    records = sum(len(b.records) for b in batch)
+    assert records >= 4_900
+    first = store.ingest(batch)
+    after_first = store.checksum()
+    second = store.ingest(batch)
+    assert (first.inserted, first.unchanged) == (records, 0)
+    assert (second.inserted, second.unchanged, second.merged) == (0, records, 0)
+    assert store.checksum() == after_first
+    assert store.get_bundle(batch[57].id) == batch[57]
+
+
+def test_a_conflict_found_among_many_bundles_names_the_record_and_stores_nothing(store):
+    batch = many_workflows(40)
+    store.ingest(batch[:20])
+    before = store.checksum()
+    changed = list(batch)
+    run = EX + "activity/w13"
+    records = list(changed[13].records)
+    index = records.index(
+        Relation("used", run, EX + "data/raw-shared", id=EX + "relation/w13/used")
+    )
+    records[index] = Relation("used", run, EX + "data/other", id=EX + "relation/w13/used")
+    changed[13] = Bundle(changed[13].id, tuple(records))
+    with pytest.raises(Conflict) as caught:
+        store.ingest(changed)
+    assert caught.value.details["record"] == EX + "relation/w13/used"
+    assert caught.value.details["field"] == "id"
+    assert store.checksum() == before
+    assert len(store.list_bundles()) == 20
+
+
+def test_a_replayed_batch_mixed_with_new_bundles_stores_only_the_new(store):
+    batch = many_workflows(30, records_each=9)
+    store.ingest(batch[:10])
+    result = store.ingest(batch)
+    assert result.unchanged == sum(len(b.records) for b in batch[:10])
+    assert result.inserted == sum(len(b.records) for b in batch[10:])
+    assert [store.get_bundle(b.id) for b in batch] == batch
+
+
 # ------------------------------------------------------------------------ merging
 
 

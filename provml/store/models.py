@@ -75,7 +75,8 @@ nodes = sa.Table(
     sa.Column("end_utc", sa.DateTime(), nullable=True),
     sa.Column("position", sa.BigInteger(), nullable=False),
     sa.Column("digest", sa.String(DIGEST_LENGTH), nullable=False),
-    sa.Index("ix_nodes_iri", "iri"),
+    # Covering: which bundles describe an element, with which content, index-only.
+    sa.Index("ix_nodes_iri_bundle_id_digest", "iri", "bundle_id", "digest"),
 )
 
 relations = sa.Table(
@@ -109,9 +110,21 @@ lineage_edges = sa.Table(
     sa.Column("role", sa.String(32), primary_key=True),
     sa.Column("subject", sa.Text(), nullable=False),
     sa.Column("object", sa.Text(), nullable=False),
-    # Both ends, each covering the other, so a walk step is an index-only lookup.
-    sa.Index("ix_lineage_edges_subject_object", "subject", "object"),
-    sa.Index("ix_lineage_edges_object_subject", "object", "subject"),
+    # Both ends, each holding every column, so a walk step is an index-only lookup.
+    sa.Index(
+        "ix_lineage_edges_subject_object_role_relation_key",
+        "subject",
+        "object",
+        "role",
+        "relation_key",
+    ),
+    sa.Index(
+        "ix_lineage_edges_object_subject_role_relation_key",
+        "object",
+        "subject",
+        "role",
+        "relation_key",
+    ),
 )
 
 outbox = sa.Table(

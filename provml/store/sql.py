@@ -6,8 +6,9 @@ This module is the boundary where SQLAlchemy, psycopg and sqlite3 errors become
 :mod:`provml.errors`. The schema lives in :mod:`provml.store.models` and changes only
 through the Alembic migrations shipped as ``provml.migrations``.
 
-Ingest is one transaction per call, idempotent by record id, and bulk: existing keys are
-looked up in chunks with ``IN`` and new rows are written with ``executemany``.
+Ingest is one transaction per call, idempotent by record id, and bulk: the stored state
+of the whole batch is looked up in a few chunked ``IN`` queries (not per bundle or per
+record), and new rows are written with ``COPY`` on PostgreSQL, ``executemany`` on SQLite.
 
 Imports: sqlalchemy, alembic and ``provml`` core modules; never FastAPI or rdflib.
 """
@@ -19,6 +20,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -228,6 +230,15 @@ def _utc(value: datetime | None) -> datetime | None:
         return naive - offset
     except OverflowError:  # within a day of year 1 or 9999
         return datetime.min if offset.total_seconds() > 0 else datetime.max
+
+
+def _sqlite_time(value: datetime) -> str:
+    """A naive datetime as SQLAlchemy's SQLite ``DateTime`` stores it (sortable text)."""
+    # Not strftime: its %Y does not pad years before 1000 on every platform.
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
+    )
 
 
 def _now() -> datetime:
@@ -546,6 +557,9 @@ class SQLStore:
         self.engine = _make_engine(url)
         self.dialect = self.engine.dialect.name
         self._schema_ok = False
+        # Rows inserted per table since its last ANALYZE (see _refresh_statistics).
+        self._unanalysed: dict[str, int] = {}
+        self._statistics_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SQLStore({self._safe_url!r})"
@@ -700,38 +714,122 @@ class SQLStore:
             return self._apply(conn, plans)
 
     def _insert_missing_bundles(self, conn: Connection, plans: dict[str, _BundlePlan]) -> None:
-        ids = sorted(plans)
-        existing: set[str] = set()
-        for chunk in _chunks(ids):
-            existing.update(conn.scalars(sa.select(_B.c.id).where(_B.c.id.in_(chunk))))
-        missing = [
+        now = _now()
+        rows = [
             {
                 "id": i,
                 "parent": plans[i].parent,
                 "namespaces": [list(p) for p in plans[i].namespaces],
                 "attributes": encode_stored_attributes(plans[i].attributes, i),
-                "created": _now(),
+                "created": now,
                 "next_position": 0,
             }
-            for i in ids
-            if i not in existing
+            for i in sorted(plans)
         ]
-        if missing:
-            if self.dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert
-            # A concurrent ingest may create the same bundle: whoever is second merges.
-            conn.execute(insert(_B).on_conflict_do_nothing(index_elements=["id"]), missing)
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        # No lookup first: the conflict clause skips the bundles already stored, and a
+        # concurrent ingest creating the same bundle is skipped too (whoever is second
+        # merges under the row lock taken next).
+        conn.execute(insert(_B).on_conflict_do_nothing(index_elements=["id"]), rows)
+
+    def _stored_nodes(
+        self, conn: Connection, plans: dict[str, _BundlePlan]
+    ) -> dict[tuple[str, str], Any]:
+        """The stored descriptions of the batch's elements, for the whole batch at once.
+
+        One query per chunk of IRIs (not one per bundle): a batch of many small
+        bundles costs a handful of round trips. The bundle filter keeps the rows of a
+        shared element (a raw file described by thousands of workflows) to this batch.
+        """
+        wanted = {(b, iri) for b, plan in plans.items() for iri in plan.elements}
+        if not wanted:
+            return {}
+        iris = sorted({iri for _, iri in wanted})
+        found: dict[tuple[str, str], Any] = {}
+        for bundle_chunk in _chunks(sorted(plans), _CHUNK // 2):
+            for iri_chunk in _chunks(iris, _CHUNK // 2):
+                query = sa.select(_N).where(
+                    _N.c.bundle_id.in_(bundle_chunk), _N.c.iri.in_(iri_chunk)
+                )
+                for row in conn.execute(query):
+                    if (row.bundle_id, row.iri) in wanted:
+                        found[row.bundle_id, row.iri] = row
+        return found
+
+    def _stored_digests(self, conn: Connection, plans: dict[str, _BundlePlan]) -> dict[str, str]:
+        """Content digests of the batch's relation keys already stored, in bulk."""
+        keys = [key for plan in plans.values() for key in plan.relations]
+        stored: dict[str, str] = {}
+        for chunk in _chunks(keys):
+            query = sa.select(_R.c.key, _R.c.digest).where(_R.c.key.in_(chunk))
+            stored.update({k: d for k, d in conn.execute(query)})
+        return stored
+
+    def _insert_rows(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """Insert rows known to be new (checked under the bundles' row locks).
+
+        PostgreSQL gets them through ``COPY … FROM STDIN``: an ``executemany`` of
+        INSERTs costs a statement per row on the server and is several times slower.
+        The rows' keys all contain a bundle id whose row this transaction has locked,
+        so no concurrent ingest can write the same keys (a duplicate would still fail
+        on the primary key and roll the batch back). SQLite's ``executemany`` is
+        already one prepared statement run in process.
+        """
+        if not rows:
+            return
+        columns = list(rows[0])
+        json_columns = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+        # JSON goes as text on both backends (PostgreSQL parses COPY text into JSONB).
+        encoders = [(name, name in json_columns) for name in columns]
+        quoted = ", ".join(f'"{name}"' for name in columns)
+        if self.dialect != "postgresql":
+            # The driver's executemany without SQLAlchemy's per-value bind processing,
+            # which costs as much as SQLite's own work. Times are written in the text
+            # form SQLAlchemy's SQLite DateTime stores and parses.
+            marks = ", ".join("?" for _ in columns)
+            values = [
+                tuple(
+                    _to_json(row[n])
+                    if j
+                    else _sqlite_time(v)
+                    if type(v := row[n]) is datetime
+                    else v
+                    for n, j in encoders
+                )
+                for row in rows
+            ]
+            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks})', values)
+            return
+        import psycopg
+
+        statement = f"COPY {table.name} ({quoted}) FROM STDIN"
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            with cursor.copy(statement) as copy:
+                write = copy.write_row
+                for row in rows:
+                    write([_to_json(row[n]) if j else row[n] for n, j in encoders])
+        except psycopg.Error as exc:
+            # Through SQLAlchemy's own wrapper, so _errors translates it as any other.
+            raise sa_exc.DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+        finally:
+            cursor.close()
 
     def _apply(self, conn: Connection, plans: dict[str, _BundlePlan]) -> IngestResult:
         self._insert_missing_bundles(conn, plans)
         # Lock the bundle rows in a fixed order: concurrent ingests into one bundle
-        # (PostgreSQL) then serialise, so positions and merges never interleave.
+        # (PostgreSQL) then serialise, so positions and merges never interleave. The
+        # lookups below run after the locks, so they see what a writer before us
+        # committed.
         locked = {}
         for chunk in _chunks(sorted(plans)):
             query = sa.select(_B).where(_B.c.id.in_(chunk)).order_by(_B.c.id).with_for_update()
             locked.update({row.id: row for row in conn.execute(query)})
+        stored_nodes = self._stored_nodes(conn, plans)
+        stored_digests = self._stored_digests(conn, plans)
 
         inserted = unchanged = merged = 0
         new_nodes: list[dict[str, Any]] = []
@@ -757,13 +855,8 @@ class SQLStore:
             )
 
             # Element descriptions: new, identical, or merged with the stored one.
-            stored_nodes = {}
-            iris = list(plan.elements)
-            for chunk in _chunks(iris):
-                query = sa.select(_N).where(_N.c.bundle_id == bundle_id, _N.c.iri.in_(chunk))
-                stored_nodes.update({r.iri: r for r in conn.execute(query)})
             for iri, element in plan.elements.items():
-                stored = stored_nodes.get(iri)
+                stored = stored_nodes.get((bundle_id, iri))
                 if stored is None:
                     new_nodes.append({**_element_row(bundle_id, element), "position": position})
                     position += 1
@@ -783,11 +876,6 @@ class SQLStore:
                 merged += 1
 
             # Relations: keyed by id (or content), so a stored key means a replay.
-            stored_digests: dict[str, str] = {}
-            keys = list(plan.relations)
-            for chunk in _chunks(keys):
-                query = sa.select(_R.c.key, _R.c.digest).where(_R.c.key.in_(chunk))
-                stored_digests.update({k: d for k, d in conn.execute(query)})
             for key, relation_row in plan.relations.items():
                 digest = stored_digests.get(key)
                 if digest is None:
@@ -817,17 +905,15 @@ class SQLStore:
                     }
                 )
 
-        if new_nodes:
-            conn.execute(sa.insert(_N), new_nodes)
+        self._insert_rows(conn, _N, new_nodes)
         if node_updates:
             where = (_N.c.bundle_id == sa.bindparam("b_bundle_id")) & (
                 _N.c.iri == sa.bindparam("b_iri")
             )
             conn.execute(sa.update(_N).where(where), node_updates)
-        if new_relations:
-            conn.execute(sa.insert(_R), new_relations)
-        if new_edges:
-            conn.execute(sa.insert(_E), new_edges)
+        # Relations before their edges: lineage_edges.relation_key references them.
+        self._insert_rows(conn, _R, new_relations)
+        self._insert_rows(conn, _E, new_edges)
         if bundle_updates:
             conn.execute(sa.update(_B).where(_B.c.id == sa.bindparam("b_id")), bundle_updates)
         self._refresh_statistics(
@@ -842,29 +928,38 @@ class SQLStore:
         )
 
     def _refresh_statistics(self, conn: Connection, inserted: dict[sa.Table, int]) -> None:
-        """Analyse PostgreSQL tables that this ingest at least doubled.
+        """Analyse PostgreSQL tables that have at least doubled since their last ANALYZE.
 
-        Until autovacuum gets round to it (a minute or more), a freshly bulk-loaded table
-        has no statistics, and the planner answers the next batch's IN lookups with
-        sequential scans that are a hundred times slower than the index.
+        A freshly bulk-loaded table has no statistics until autovacuum gets round to it
+        (a minute or more, or never where autovacuum is off), and the planner then
+        answers IN lookups with sequential scans a hundred times slower than the index.
+        Rows are counted across ingests, since batches of 1,000 records never reach the
+        threshold one by one: a bulk load pays for O(log n) ANALYZEs.
         """
-        if self.dialect != "postgresql" or sum(inserted.values()) < _ANALYZE_AFTER:
+        if self.dialect != "postgresql":
             return
+        with self._statistics_lock:
+            for table, count in inserted.items():
+                self._unanalysed[table.name] = self._unanalysed.get(table.name, 0) + count
+            if sum(self._unanalysed.values()) < _ANALYZE_AFTER:
+                return
+            pending = dict(self._unanalysed)
         query = (
             sa.select(sa.column("relname"), sa.column("reltuples"))
             .select_from(sa.table("pg_class"))
             .where(
-                sa.column("relname").in_([t.name for t in inserted]),
+                sa.column("relname").in_(sorted(pending)),
                 sa.column("relnamespace") == sa.func.to_regnamespace(sa.func.current_schema()),
             )
         )
         estimates = {name: count for name, count in conn.execute(query)}
-        for table, count in inserted.items():
-            # Never analysed (-1), or this ingest at least doubles the table: so a bulk
-            # load pays for O(log n) ANALYZEs and autovacuum looks after the rest.
-            if count and count > estimates.get(table.name, -1):
+        for name, count in sorted(pending.items()):
+            # Never analysed (-1), or at least doubled since the last ANALYZE.
+            if count and count > estimates.get(name, -1):
                 # ANALYZE sees this transaction's own rows, so the new batch counts.
-                conn.exec_driver_sql(f"ANALYZE {table.name}")  # a name from our metadata
+                conn.exec_driver_sql(f"ANALYZE {name}")  # a name from our metadata
+                with self._statistics_lock:
+                    self._unanalysed[name] = max(0, self._unanalysed[name] - count)
 
     # ---------------------------------------------------------------------- reads
 
@@ -938,19 +1033,53 @@ class SQLStore:
     def nodes(self, iris: Iterable[str]) -> dict[str, Node]:
         """The described elements among ``iris``, descriptions merged, in bundle-id order."""
         wanted = sorted(set(iris))
-        found: dict[str, tuple[list[Element], list[str]]] = {}
+        bundles_of: dict[str, list[str]] = {}
+        # The first bundle (in bundle-id order) holding each distinct description.
+        first_of: dict[tuple[str, str], str] = {}
         with self._transaction() as conn:
+            # A shared element (a model, a raw file) can be described identically in
+            # thousands of bundles: read the narrow (iri, bundle, digest) rows of all
+            # of them, and the full row only once per distinct content. Merging a
+            # description again changes nothing, so the merge is the same.
+            query = sa.select(_N.c.iri, _N.c.bundle_id, _N.c.digest).order_by(
+                self._text_order(_N.c.bundle_id)
+            )
             for chunk in _chunks(wanted):
-                query = (
-                    sa.select(_N)
-                    .where(_N.c.iri.in_(chunk))
-                    .order_by(self._text_order(_N.c.bundle_id))
+                # .all(): one fetch, not a driver call per row (thousands of rows)
+                rows = conn.execute(query.where(_N.c.iri.in_(chunk))).all()
+                for iri, bundle_id, digest in rows:
+                    bundles_of.setdefault(iri, []).append(bundle_id)
+                    first_of.setdefault((iri, digest), bundle_id)
+            pairs = sorted({(bundle_id, iri) for (iri, _), bundle_id in first_of.items()})
+            described: dict[tuple[str, str], Element] = {}
+            if self.dialect == "postgresql" and pairs:
+                # Two IN lists would make PostgreSQL probe the primary key for every
+                # (bundle, iri) combination; a join with the pairs probes each once.
+                query = sa.text(
+                    "SELECT n.* FROM nodes AS n JOIN unnest(CAST(:b AS text[]), "
+                    "CAST(:i AS text[])) AS w(b, i) ON n.bundle_id = w.b AND n.iri = w.i"
+                )
+                bundle_ids, node_iris = zip(*pairs, strict=True)
+                params = {"b": list(bundle_ids), "i": list(node_iris)}
+                for row in conn.execute(query, params).all():
+                    described[row.bundle_id, row.iri] = _element(row)
+                pairs = []
+            # Two IN lists, not a row-value IN: SQLite answers (a, b) IN (VALUES …) with
+            # a scan of the whole table. The few extra rows the two lists admit are
+            # dropped here.
+            for chunk in _chunks(pairs, _CHUNK // 2):
+                wanted_pairs = set(chunk)
+                query = sa.select(_N).where(
+                    _N.c.bundle_id.in_(sorted({b for b, _ in chunk})),
+                    _N.c.iri.in_(sorted({i for _, i in chunk})),
                 )
                 for row in conn.execute(query):
-                    elements, bundle_ids = found.setdefault(row.iri, ([], []))
-                    elements.append(_element(row))
-                    bundle_ids.append(row.bundle_id)
-        return {iri: _node(*found[iri]) for iri in wanted if iri in found}
+                    if (row.bundle_id, row.iri) in wanted_pairs:
+                        described[row.bundle_id, row.iri] = _element(row)
+        elements: dict[str, list[Element]] = {}
+        for (iri, _), bundle_id in first_of.items():  # in bundle order for each iri
+            elements.setdefault(iri, []).append(described[bundle_id, iri])
+        return {iri: _node(elements[iri], bundles_of[iri]) for iri in wanted if iri in bundles_of}
 
     def get_node(self, node_id: str) -> Node:
         """One element with its descriptions merged across bundles.
