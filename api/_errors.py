@@ -18,7 +18,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from provml.errors import ProvmlError
+from provml.errors import ProvmlError, StoreUnavailable
+
+#: Seconds a client is asked to wait before retrying a 503 of an unavailable store.
+RETRY_AFTER_SECONDS = 2
 
 logger = logging.getLogger("provml.api")
 
@@ -53,12 +56,35 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": code, "message": message, "details": details or {}}
 
 
+def _encodable(value: Any) -> Any:
+    """``value`` with lone surrogates replaced, so the body can be written as UTF-8.
+
+    An error about a record often quotes the record's id, and the id that was refused
+    for holding a lone surrogate must not make the error answer itself fail.
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8") if not value.isascii() else value
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(v) for v in value]
+    return value
+
+
 def _provml_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProvmlError)
-    headers = {"WWW-Authenticate": 'Bearer realm="provml"'} if exc.http_status == 401 else None
+    headers: dict[str, str] = {}
+    if exc.http_status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="provml"'
+    if isinstance(exc, StoreUnavailable):
+        # The store is down or busy: clients (the capture exporter, load balancers)
+        # should come back, not give up.
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if exc.http_status >= 500:
         logger.warning("provml: %s %s: %s", request.method, request.url.path, exc.message)
-    return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+    return JSONResponse(
+        _encodable(exc.to_dict()), status_code=exc.http_status, headers=headers or None
+    )
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -72,7 +98,7 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     ]
     message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) or "invalid request"
     return JSONResponse(
-        error_body("invalid_request", message, {"errors": problems}), status_code=422
+        _encodable(error_body("invalid_request", message, {"errors": problems})), status_code=422
     )
 
 

@@ -76,6 +76,9 @@ def _batch(data: bytes) -> list[Bundle]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         line = getattr(exc, "lineno", None)
         raise ParseError(f"the body is not JSON: {exc}", field="body", line=line) from None
+    except RecursionError:
+        # json's decoder recurses per nesting level; no record needs a fraction of this.
+        raise ParseError("the body is nested too deeply to be a batch", field="body") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("bundles"), list):
         raise InvalidRecord('the body must be a JSON object {"bundles": [...]}', field="bundles")
     bundles = []

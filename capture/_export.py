@@ -121,6 +121,9 @@ class HttpDestination:
                 response.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:500].decode(errors="replace")
+            if self.token:
+                # A proxy may echo the request's headers: the token must not reach a log.
+                detail = detail.replace(self.token, "<token>")
             if 400 <= exc.code < 500 and exc.code not in (401, 403, 404, 408, 409, 429):
                 raise Refused(f"HTTP {exc.code}: {detail}") from exc
             raise StoreUnavailable(f"HTTP {exc.code} from {self.url}: {detail}") from exc
@@ -169,6 +172,9 @@ class BatchExporter:
         self._backoff = 0.5
         self._stopped = False
         self._dropped_at_flush = 0  # a flush that saw new drops did not deliver everything
+        # The batch being exported, so a stuck exit can spool it (see _rescue).
+        self._in_flight: tuple[list[Bundle], int] | None = None
+        self._spool_lock = threading.Lock()
 
     # ------------------------------------------------------------ caller side
 
@@ -181,6 +187,10 @@ class BatchExporter:
         queue.append(item)
         if len(queue) >= self.batch_size and not self._wake.is_set():
             self._wake.set()
+
+    def pending(self) -> int:
+        """Calls queued and not yet built into records (flush/stop markers left out)."""
+        return sum(1 for item in list(self.queue) if not isinstance(item, _FlushRequest | _Stop))
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -200,6 +210,10 @@ class BatchExporter:
 
     def shutdown(self, timeout: float | None) -> bool:
         delivered = self.flush(timeout)
+        if not delivered and self._thread is not None and self._thread.is_alive():
+            # The exporter is stuck (a destination that does not answer): what it holds
+            # and what is still queued would die with the process. Spool it from here.
+            self._rescue()
         self._stopped = True
         self.queue.append(_Stop())
         self._wake.set()
@@ -212,6 +226,47 @@ class BatchExporter:
         if self.spool is not None:
             self.spool.close()
         return delivered
+
+    def _rescue(self) -> None:
+        """Spool the batch in flight and every queued call, on the caller's thread.
+
+        The batch in flight may still arrive, and then it is sent again from the spool:
+        at least once, and the destination keeps one copy because records have ids.
+        """
+        if self.spool is None:
+            return
+        with self._spool_lock:
+            in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            self._spool(*in_flight)
+        pending: dict[str, list[Any]] = {}
+        count = 0
+        while True:
+            try:
+                item = self.queue.popleft()
+            except IndexError:
+                break
+            if isinstance(item, _FlushRequest | _Stop):
+                continue
+            try:
+                pairs = self.builder.build(item)
+            except Exception as exc:
+                internal_error("building records", exc)
+                self.counters.drop("internal error while building records", 1)
+                continue
+            for bundle, record in pairs:
+                try:
+                    check_record(record)
+                except InvalidRecord as exc:
+                    internal_error(f"an invalid record ({exc.field})", exc)
+                    self.counters.drop("invalid record", 1)
+                    continue
+                pending.setdefault(bundle, []).append(record)
+                count += 1
+        if count:
+            self.counters.add("captured", count)
+            bundles = [Bundle(b, tuple(rs), _NAMESPACES) for b, rs in pending.items()]
+            self._spool(bundles, count)
 
     # ------------------------------------------------------------ thread side
 
@@ -285,20 +340,31 @@ class BatchExporter:
         if not force and time.monotonic() < self._retry_at and self.spool is not None:
             self._spool(bundles, count)
             return
+        with self._spool_lock:
+            self._in_flight = (bundles, count)
         try:
             self.destination.export(bundles)
-        except Refused as exc:
-            self._refused(exc, count)
-            return
-        except (InvalidRecord, Conflict) as exc:
-            self._refused(exc, count)
-            return
         except Exception as exc:
+            if not self._taken_back(bundles):
+                return  # the exit hook spooled it meanwhile, and counted it
+            if isinstance(exc, Refused | InvalidRecord | Conflict):
+                self._refused(exc, count)
+                return
             self._failed(exc)
             self._spool(bundles, count)
             return
+        if not self._taken_back(bundles):
+            return  # delivered, but also spooled by the exit hook: replayed harmlessly
         self._succeeded()
         self.counters.add("exported", count)
+
+    def _taken_back(self, bundles: list[Bundle]) -> bool:
+        """Clear the in-flight batch; False if the exit hook rescued it meanwhile."""
+        with self._spool_lock:
+            mine = self._in_flight is not None and self._in_flight[0] is bundles
+            if mine:
+                self._in_flight = None
+            return mine
 
     def _refused(self, exc: BaseException, count: int) -> None:
         log_once(
@@ -337,13 +403,15 @@ class BatchExporter:
             self.spool.append(payload)
         except OSError as exc:
             reason = f"spool unwritable ({exc.strerror or type(exc).__name__})"
+            # One line for the cause: what failed, and that batches are now dropped.
             log_once(
                 f"spool-error:{exc.errno}",
-                "provml capture: cannot write the spool in %s: %s",
+                "provml capture: cannot write the spool in %s: %s; batches the destination "
+                "does not take are dropped and counted in provml.capture.stats()",
                 self.spool.directory,
                 exc,
             )
-            self.counters.drop(reason, count)
+            self.counters.drop(reason, count, logged=True)
             return
         self.counters.add("spooled", count)
 

@@ -371,7 +371,7 @@ def stats(provider: Provider | None = None) -> Stats:
     if provider is None:
         return Stats()
     spool_dir = str(provider.spool.directory) if provider.spool is not None else None
-    return provider.counters.snapshot(len(provider.exporter.queue), spool_dir)
+    return provider.counters.snapshot(provider.exporter.pending(), spool_dir)
 
 
 def current_run() -> Run | None:

@@ -102,18 +102,22 @@ class Spool:
         if self._file is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / f"{ids.uuid7()}-{os.getpid()}.jsonl"
-            handle = path.open("ab")
+            # Unbuffered: a failed write must not leave bytes in a buffer that a later
+            # flush (or truncate) would try to write again behind our back.
+            handle = path.open("ab", buffering=0)
             if fcntl is not None:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._path, self._file, self._written, self._read = path, handle, 0, 0
         try:
-            self._file.write(line)
-            self._file.flush()
+            view = memoryview(line)
+            while view:  # a raw write may write less than asked (a disk filling up)
+                view = view[self._file.write(view) :]
             os.fsync(self._file.fileno())
         except OSError:
-            # Cut a partial line off so the file stays readable line by line.
+            # Cut a partial line off so the file stays readable line by line and the
+            # next batch appended does not glue onto it.
             with contextlib.suppress(OSError):
-                self._file.truncate(self._written)
+                os.ftruncate(self._file.fileno(), self._written)
             raise
         self._written += len(line)
 

@@ -96,9 +96,12 @@ class Counters:
         with self.lock:
             return sum(self.dropped.values())
 
-    def drop(self, reason: str, n: int) -> None:
+    def drop(self, reason: str, n: int, *, logged: bool = False) -> None:
+        """Count ``n`` lost items; log the reason once unless the caller ``logged`` it."""
         with self.lock:
             self.dropped[reason] = self.dropped.get(reason, 0) + n
+        if logged:
+            return
         log_once(
             f"drop:{reason}",
             "provml capture: dropping provenance (%s); further drops for this reason are "

@@ -253,6 +253,8 @@ def encode_value(value: AttrValue) -> Any:
 def decode_value(data: Any, record: str | None = None, field_name: str = "value") -> AttrValue:
     if isinstance(data, dict):
         if "@id" in data:
+            if not isinstance(data["@id"], str):
+                raise _fail(f"{field_name}: @id must be a string", record, field_name)
             return Ref(data["@id"])
         if "@dt" in data:
             try:
@@ -260,7 +262,19 @@ def decode_value(data: Any, record: str | None = None, field_name: str = "value"
             except (TypeError, ValueError):
                 raise _fail(f"{field_name} is not an ISO 8601 time", record, field_name) from None
         if "@value" in data:
-            return Literal(data["@value"], data.get("@type", XSD_STRING), data.get("@language"))
+            lexical, datatype = data["@value"], data.get("@type", XSD_STRING)
+            language = data.get("@language")
+            if not (
+                isinstance(lexical, str)
+                and isinstance(datatype, str)
+                and (language is None or isinstance(language, str))
+            ):
+                raise _fail(
+                    f"{field_name}: @value, @type and @language must be strings",
+                    record,
+                    field_name,
+                )
+            return Literal(lexical, datatype, language)
         raise _fail(f"{field_name} is an object of unknown form", record, field_name)
     if isinstance(data, str | bool | int | float):
         return data
@@ -329,6 +343,8 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
         raise InvalidRecord("a record must be a JSON object", field="record")
     kind = data.get("kind")
     rid = data.get("id") if isinstance(data.get("id"), str) else None
+    if not isinstance(kind, str):  # a list or object would not even hash
+        raise _fail(f"kind must be a string naming a PROV record, got {kind!r:.80}", rid, "kind")
     if kind in ELEMENT_KINDS:
         record: Record = Element(
             kind=kind,
