@@ -70,15 +70,20 @@ async def read_body(request: Request, limit: int) -> bytes:
     return out
 
 
-def _batch(data: bytes) -> list[Bundle]:
+def json_body(data: bytes) -> Any:
+    """The request body as JSON, or a :class:`ParseError` naming the line."""
     try:
-        payload = json.loads(data)
+        return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         line = getattr(exc, "lineno", None)
         raise ParseError(f"the body is not JSON: {exc}", field="body", line=line) from None
     except RecursionError:
         # json's decoder recurses per nesting level; no record needs a fraction of this.
-        raise ParseError("the body is nested too deeply to be a batch", field="body") from None
+        raise ParseError("the body is nested too deeply to read", field="body") from None
+
+
+def _batch(data: bytes) -> list[Bundle]:
+    payload = json_body(data)
     if not isinstance(payload, dict) or not isinstance(payload.get("bundles"), list):
         raise InvalidRecord('the body must be a JSON object {"bundles": [...]}', field="bundles")
     bundles = []

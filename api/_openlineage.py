@@ -11,7 +11,6 @@ Imports: FastAPI and provml core modules; never provml.capture.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,9 +18,8 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from provml.api._deps import WRITE, MetricsDep, ServicesDep
-from provml.api._ingest import read_body
+from provml.api._ingest import json_body, read_body
 from provml.api._schemas import ErrorBody, IngestAnswer
-from provml.errors import ParseError
 from provml.openlineage import EVENT_TYPES, MappedEvent, map_run_event
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"], dependencies=WRITE)
@@ -97,14 +95,7 @@ RUN_EVENT_SCHEMA: dict[str, Any] = {
 
 
 def _map(data: bytes) -> MappedEvent:
-    try:
-        event = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        line = getattr(exc, "lineno", None)
-        raise ParseError(f"the body is not JSON: {exc}", field="body", line=line) from None
-    except RecursionError:
-        raise ParseError("the body nests JSON too deeply", field="body") from None
-    return map_run_event(event)
+    return map_run_event(json_body(data))
 
 
 @router.post(

@@ -248,21 +248,7 @@ class BatchExporter:
                 break
             if isinstance(item, _FlushRequest | _Stop):
                 continue
-            try:
-                pairs = self.builder.build(item)
-            except Exception as exc:
-                internal_error("building records", exc)
-                self.counters.drop("internal error while building records", 1)
-                continue
-            for bundle, record in pairs:
-                try:
-                    check_record(record)
-                except InvalidRecord as exc:
-                    internal_error(f"an invalid record ({exc.field})", exc)
-                    self.counters.drop("invalid record", 1)
-                    continue
-                pending.setdefault(bundle, []).append(record)
-                count += 1
+            count += self._build_into(item, pending)
         if count:
             self.counters.add("captured", count)
             bundles = [Bundle(b, tuple(rs), _NAMESPACES) for b, rs in pending.items()]
@@ -305,26 +291,36 @@ class BatchExporter:
             if isinstance(item, _Stop):
                 self._send(pending, count, force=True)
                 return True
-            try:
-                pairs = self.builder.build(item)
-            except Exception as exc:
-                internal_error("building records", exc)
-                self.counters.drop("internal error while building records", 1)
-                continue
-            for bundle, record in pairs:
-                try:
-                    check_record(record)
-                except InvalidRecord as exc:
-                    internal_error(f"an invalid record ({exc.field})", exc)
-                    self.counters.drop("invalid record", 1)
-                    continue
-                pending.setdefault(bundle, []).append(record)
-                count += 1
+            count += self._build_into(item, pending)
             if count >= self.batch_size:
                 self._send(pending, count, force=False)
                 pending, count = {}, 0
         self._send(pending, count, force=False)
         return False
+
+    def _build_into(self, item: Any, pending: dict[str, list[Any]]) -> int:
+        """Build one captured item's records into ``pending``; how many were added.
+
+        A record we cannot build or that breaks the rules is a bug of ours: it is
+        logged and counted as dropped, and the rest of the batch goes on.
+        """
+        try:
+            pairs = self.builder.build(item)
+        except Exception as exc:
+            internal_error("building records", exc)
+            self.counters.drop("internal error while building records", 1)
+            return 0
+        added = 0
+        for bundle, record in pairs:
+            try:
+                check_record(record)
+            except InvalidRecord as exc:
+                internal_error(f"an invalid record ({exc.field})", exc)
+                self.counters.drop("invalid record", 1)
+                continue
+            pending.setdefault(bundle, []).append(record)
+            added += 1
+        return added
 
     def _send(self, pending: dict[str, list[Any]], count: int, *, force: bool) -> None:
         if not pending:
