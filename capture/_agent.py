@@ -103,10 +103,14 @@ def package_versions(extra: tuple[str, ...]) -> str:
     out = []
     for name in dict.fromkeys(names):
         dist = KNOWN_PACKAGES.get(name, name)
-        try:
-            version = metadata.version(dist)
-        except Exception:
-            version = getattr(sys.modules.get(name), "__version__", None)
+        # An imported module's own __version__ first: importlib.metadata scans every
+        # sys.path entry for each name, tens of milliseconds a job.
+        version = getattr(sys.modules.get(name), "__version__", None)
+        if not isinstance(version, str):
+            try:
+                version = metadata.version(dist)
+            except Exception:
+                version = None
         if version:
             out.append(f"{dist}=={version}")
     return "; ".join(sorted(out))

@@ -19,7 +19,8 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import PurePath
+from stat import S_ISDIR
 from typing import Any
 
 from provml import ids
@@ -141,9 +142,10 @@ class Digests:
         self.host = socket.gethostname()
 
     def path(self, value: str | os.PathLike[str], ml_class: str | None) -> Data:
-        path = Path(os.fsdecode(os.fspath(value))).absolute()
+        # os.path and one os.stat: this runs for every file a stage uses or generates.
+        path = os.path.abspath(os.fsdecode(os.fspath(value)))
         try:
-            stat = path.stat()
+            stat = os.stat(path)
         except OSError:
             # Not there (yet, or any more): known by reference to this host's file system.
             log_once(
@@ -152,15 +154,15 @@ class Digests:
                 path,
                 level=20,
             )
-            return self.reference(DataReference(f"file://{self.host}", str(path)), ml_class)
-        if path.is_dir():
+            return self.reference(DataReference(f"file://{self.host}", path), ml_class)
+        if S_ISDIR(stat.st_mode):
             digest, sampled = ids.digest_directory(path)
             size = None
         else:
-            key = (str(path), stat.st_size, stat.st_mtime_ns)
+            key = (path, stat.st_size, stat.st_mtime_ns)
             cached = self._files.get(key)
             if cached is None:
-                cached = ids.digest_file(path)
+                cached = ids.digest_file(path, stat.st_size)
                 if len(self._files) > 10_000:
                     self._files.clear()
                 self._files[key] = cached
@@ -175,8 +177,8 @@ class Digests:
             ids.data_iri(digest, base=self.base),
             ml_class or "DomainData",
             attrs,
-            label=path.name,
-            location=str(path),
+            label=os.path.basename(path),
+            location=path,
         )
 
     def reference(self, ref: DataReference, ml_class: str | None) -> Data:

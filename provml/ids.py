@@ -22,7 +22,10 @@ DEFAULT_BASE_IRI = "https://provml.local/"
 SAMPLE_THRESHOLD = 256 * 1024 * 1024
 _SAMPLE_CHUNK = 4 * 1024 * 1024
 _SAMPLES = 16
-DIGEST_ALGORITHM = "blake2b"
+#: SHA-256: the digest other tools (OCI, RO-Crate, Git's SHA-256 mode) name data by, and
+#: with the SHA extensions of current x86 and Arm cores 2-3x faster here than BLAKE2b.
+DIGEST_ALGORITHM = "sha256"
+_READ_SIZE = 1 << 20
 
 _last_ms = 0
 _seq = 0
@@ -67,23 +70,26 @@ def new_iri(kind: str, base: str | None = None) -> str:
 
 
 def digest_bytes(data: bytes | bytearray | memoryview) -> str:
-    """``"blake2b:<hex>"`` of the bytes (BLAKE2b-256: fast and collision resistant)."""
-    return f"{DIGEST_ALGORITHM}:{hashlib.blake2b(data, digest_size=32).hexdigest()}"
+    """``"sha256:<hex>"`` of the bytes."""
+    return f"{DIGEST_ALGORITHM}:{hashlib.sha256(data).hexdigest()}"
 
 
-def digest_file(path: str | os.PathLike[str]) -> tuple[str, bool]:
+def digest_file(path: str | os.PathLike[str], size: int | None = None) -> tuple[str, bool]:
     """The digest of a file's content and whether it was sampled.
 
     Files above :data:`SAMPLE_THRESHOLD` are digested from their size and evenly spaced
     chunks, so a multi-terabyte cube costs a few reads; the caller records the sampling.
+    ``size``, when the caller has just stat'ed the file, saves a second ``stat``.
     """
-    p = Path(path)
-    size = p.stat().st_size
-    h = hashlib.blake2b(digest_size=32)
-    with p.open("rb") as f:
+    with open(path, "rb", buffering=0) as f:
+        if size is None:
+            size = os.fstat(f.fileno()).st_size
+        h = hashlib.sha256()
         if size <= SAMPLE_THRESHOLD:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+            buffer = bytearray(min(max(size, 1), _READ_SIZE))
+            view = memoryview(buffer)
+            while n := f.readinto(buffer):
+                h.update(view[:n])
             return f"{DIGEST_ALGORITHM}:{h.hexdigest()}", False
         h.update(size.to_bytes(8, "big"))
         step = (size - _SAMPLE_CHUNK) // (_SAMPLES - 1)
@@ -96,7 +102,7 @@ def digest_file(path: str | os.PathLike[str]) -> tuple[str, bool]:
 def digest_directory(path: str | os.PathLike[str]) -> tuple[str, bool]:
     """The digest of a directory tree: relative paths and file digests, in sorted order."""
     root = Path(path)
-    h = hashlib.blake2b(digest_size=32)
+    h = hashlib.sha256()
     sampled = False
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         file_digest, was_sampled = digest_file(file)

@@ -127,9 +127,18 @@ def _fail(message: str, record: str | None, field_name: str) -> InvalidRecord:
     return InvalidRecord(message, record=record, field=field_name)
 
 
+# IRIs already found valid: attribute names, agents and prefixes come back in every record.
+_VALID_IRIS: set[str] = set()
+_VALID_IRIS_MAX = 4096
+
+
 def check_iri(value: object, record: str | None, field_name: str) -> str:
+    if type(value) is str and value in _VALID_IRIS:
+        return value
     if not isinstance(value, str) or not _IRI.match(value):
         raise _fail(f"{field_name} must be an absolute IRI, got {value!r:.200}", record, field_name)
+    if len(_VALID_IRIS) < _VALID_IRIS_MAX:
+        _VALID_IRIS.add(value)
     return value
 
 
@@ -172,7 +181,15 @@ def _check_attributes(attributes: Attributes, record: str | None) -> None:
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise _fail("attributes must be (name, value) pairs", record, "attributes")
         name, value = pair
-        check_iri(name, record, "attributes")
+        if type(name) is not str or name not in _VALID_IRIS:
+            check_iri(name, record, "attributes")
+        kind = type(value)
+        # Every record of every ingest passes here: the common cases first, and the
+        # field name (an f-string) made only when there is something to report.
+        if kind is int or kind is bool:
+            continue
+        if kind is str and len(value) <= _MAX_TEXT and "\x00" not in value and value.isascii():
+            continue
         _check_value(value, record, f"attributes[{name}]")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import uuid
 
 import pytest
@@ -30,6 +32,17 @@ def test_the_same_bytes_get_the_same_iri_in_any_file(tmp_path):
     assert ids.digest_file(b)[0] != da
 
 
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, (3 << 20) + 7])
+def test_a_file_digest_is_the_sha256_that_sha256sum_prints(tmp_path, size):
+    path = tmp_path / "volume.npy"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    expected = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    assert ids.digest_file(path) == (expected, False)
+    assert ids.digest_file(path, size) == (expected, False)
+    assert ids.digest_bytes(data) == expected
+
+
 def test_huge_files_are_digested_from_a_sample_and_say_so(tmp_path, monkeypatch):
     monkeypatch.setattr(ids, "SAMPLE_THRESHOLD", 1024)
     monkeypatch.setattr(ids, "_SAMPLE_CHUNK", 64)
@@ -37,7 +50,7 @@ def test_huge_files_are_digested_from_a_sample_and_say_so(tmp_path, monkeypatch)
     path.write_bytes(bytes(range(256)) * 64)
     digest, sampled = ids.digest_file(path)
     assert sampled
-    assert digest.startswith("blake2b-sampled:")
+    assert digest.startswith("sha256-sampled:")
 
 
 def test_directory_digest_depends_on_names_and_content(tmp_path):
