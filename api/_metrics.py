@@ -57,6 +57,10 @@ class Metrics:
         "provml_sparql_query_duration_seconds": ("histogram", "SPARQL query latency."),
         "provml_lineage_query_duration_seconds": ("histogram", "Lineage query latency by walk."),
         "provml_rdf_projected_bundles_total": ("counter", "Bundles projected to the RDF store."),
+        "provml_inbox_records_total": (
+            "counter",
+            "Records taken in from the embedded store's inbox (batches left by capture).",
+        ),
     }
 
     def __init__(self) -> None:

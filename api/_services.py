@@ -5,7 +5,8 @@ Made in the app's lifespan and kept on ``app.state.services``; never at import t
 The process that opens the Oxigraph directory for writing owns the RDF side (DESIGN.md,
 "two traps"): it runs a projector thread that catches the RDF store up from the SQL
 outbox whenever an ingest wakes it, and every ``project_interval`` seconds for rows that
-other processes (training jobs writing the embedded store) appended. Ingest responses
+other processes appended; on an embedded store it first takes in the batches training
+jobs left in the store's inbox (:mod:`provml.inbox`). Ingest responses
 never wait for it. Further worker processes find the directory locked, open it
 read-only and take a fresh snapshot on the same interval.
 
@@ -18,12 +19,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from provml.api._metrics import Metrics
 from provml.api._settings import Settings
 from provml.config import StoreLocation, resolve_store
 from provml.errors import ProvmlError, StoreUnavailable
 from provml.rdf import RDFStore
+from provml.store import drain_inbox
 from provml.store.sql import SQLStore
 
 logger = logging.getLogger("provml.api")
@@ -36,8 +39,6 @@ def open_sql_store(location: StoreLocation) -> SQLStore:
     every provml command); any other store must be at the newest revision, else
     :class:`~provml.errors.SchemaOutdated` names ``provml db upgrade``.
     """
-    from pathlib import Path
-
     if location.embedded:
         Path(location.sql_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     store = SQLStore(location.sql_url)
@@ -54,9 +55,17 @@ def open_sql_store(location: StoreLocation) -> SQLStore:
 class Projector:
     """A daemon thread that projects outbox rows into the RDF store (the owner's job)."""
 
-    def __init__(self, sql: SQLStore, rdf: RDFStore, metrics: Metrics, interval: float) -> None:
+    def __init__(
+        self,
+        sql: SQLStore,
+        rdf: RDFStore,
+        metrics: Metrics,
+        interval: float,
+        inbox: Path | None = None,
+    ) -> None:
         self._sql = sql
         self._rdf = rdf
+        self._inbox = inbox  # an embedded store's: batches jobs left for it
         self._metrics = metrics
         self._interval = interval
         self._wake = threading.Event()
@@ -75,9 +84,16 @@ class Projector:
         self._wake.set()
 
     def catch_up(self) -> int:
-        """Project every pending outbox row now; the number of bundles projected."""
+        """Take the inbox in, then project every pending outbox row now.
+
+        Returns the number of bundles projected.
+        """
         total = 0
         with self._lock:
+            if self._inbox is not None:
+                taken = drain_inbox(self._sql, self._inbox)
+                if taken:
+                    self._metrics.inc("provml_inbox_records_total", taken)
             while n := self._rdf.project(self._sql):
                 total += n
         if total:
@@ -205,6 +221,6 @@ def open_services(settings: Settings, metrics: Metrics) -> Services:
         services.refresher = Refresher(rdf, settings.project_interval)
         services.refresher.start()
     else:
-        services.projector = Projector(sql, rdf, metrics, settings.project_interval)
+        services.projector = Projector(sql, rdf, metrics, settings.project_interval, location.inbox)
         services.projector.start()
     return services

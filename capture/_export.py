@@ -2,11 +2,13 @@
 
 The caller's thread only appends to the queue (:meth:`Exporter.put`). The exporter
 thread turns items into records, batches them by size and time, and delivers them to
-one destination: the embedded/SQL record store (imported lazily, on this thread only),
-an HTTP endpoint (gzip JSON over ``urllib``), or an in-memory exporter (tests). A batch
+one destination: the embedded store's inbox (files, standard library only), a PostgreSQL
+record store (imported lazily, on this thread only), an HTTP endpoint (gzip JSON over
+``urllib``), or an in-memory exporter (tests). A batch
 the destination does not take goes to the spool and is replayed before anything newer.
 
-Imports: standard library and ``provml.records``/``provml.config``/``provml.errors``.
+Imports: standard library and ``provml.records``/``provml.config``/``provml.errors``/
+``provml.inbox``.
 ``provml.store`` is imported inside :class:`StoreDestination` on the exporter thread.
 """
 
@@ -21,6 +23,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from provml import inbox
 from provml.capture._spool import Spool
 from provml.capture._state import Counters, internal_error, log_once, logger
 from provml.config import StoreLocation
@@ -51,7 +54,7 @@ def _describe(destination: Any) -> str:
 
 
 class StoreDestination:
-    """The embedded or SQL record store, opened on first export (on the exporter thread)."""
+    """A PostgreSQL record store, opened on first export (on the exporter thread)."""
 
     def __init__(self, location: StoreLocation) -> None:
         self.location = location
@@ -89,6 +92,32 @@ class StoreDestination:
         if store is not None:
             with contextlib.suppress(Exception):
                 store.close()
+
+
+class InboxDestination:
+    """The embedded store, by way of its inbox (:mod:`provml.inbox`): standard library only.
+
+    The job never opens the store; whoever opens it next (any ``provml`` command, the
+    server, ``open_record_store``) ingests the batches. Written is delivered: the batch
+    is on disk, fsync'd, where the store will find it.
+    """
+
+    def __init__(self, location: StoreLocation) -> None:
+        self.location = location
+        self.directory = location.inbox
+
+    def describe(self) -> str:
+        return f"the inbox of the embedded store {self.directory}"
+
+    def export(self, bundles: Sequence[Bundle]) -> None:
+        payload = {
+            "records": sum(len(b.records) for b in bundles),
+            "bundles": [bundle_to_dict(b) for b in bundles],
+        }
+        try:
+            inbox.write(self.directory, payload)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write {self.directory}: {exc}") from exc
 
 
 class HttpDestination:

@@ -25,7 +25,13 @@ from provml.capture import _state
 from provml.capture._activity import Run, current_activity_var, current_run_var
 from provml.capture._agent import current_user
 from provml.capture._build import RecordBuilder
-from provml.capture._export import BatchExporter, Exporter, HttpDestination, StoreDestination
+from provml.capture._export import (
+    BatchExporter,
+    Exporter,
+    HttpDestination,
+    InboxDestination,
+    StoreDestination,
+)
 from provml.capture._spool import Spool
 from provml.capture._state import Counters, Stats, internal_error, logger
 from provml.config import resolve_store
@@ -132,7 +138,10 @@ def _destination(
         raise ConfigurationError(
             f"provml.init(store={store!r}) is a server URL: pass it as endpoint={store!r}"
         )
-    return StoreDestination(resolve_store(store)), True
+    location = resolve_store(store)
+    if location.embedded:
+        return InboxDestination(location), True
+    return StoreDestination(location), True
 
 
 def _parent_from_env() -> tuple[str, str] | None:

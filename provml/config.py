@@ -36,6 +36,14 @@ class StoreLocation:
     def backend(self) -> str:
         return "postgresql" if self.sql_url.startswith("postgresql") else "sqlite"
 
+    @property
+    def inbox(self) -> Path | None:
+        """Where capture leaves batches for an embedded store (:mod:`provml.inbox`)."""
+        if not self.embedded:
+            return None
+        file = Path(self.sql_url.removeprefix("sqlite:///"))
+        return file.with_name(file.stem + ".inbox")
+
 
 def resolve_store(url: str | None = None) -> StoreLocation:
     """Resolve ``url`` (or ``PROVML_STORE``, or the default ``./.provml``) to a location."""

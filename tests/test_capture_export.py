@@ -359,6 +359,12 @@ BLOCKED_IMPORTS = """
     train(b"tiles")
     assert capture.flush(30), capture.stats()
     capture.shutdown()
+
+    # The embedded store too: the job writes its inbox and never opens the store.
+    capture.init("blocked-embedded", store=sys.argv[2])
+    train(b"tiles")
+    assert capture.flush(30), capture.stats()
+    capture.shutdown()
     loaded = sorted(
         m for m in sys.modules if m.split(".")[0] in BLOCKED or m.startswith("provml.store")
     )
@@ -367,9 +373,14 @@ BLOCKED_IMPORTS = """
 """
 
 
-def test_capture_runs_with_sqlalchemy_fastapi_rdflib_prov_and_pyoxigraph_blocked(collector):
+def test_capture_runs_with_sqlalchemy_fastapi_rdflib_prov_and_pyoxigraph_blocked(
+    collector, tmp_path
+):
+    from provml.store import open_record_store
+
+    store_url = f"sqlite:///{tmp_path / 'embedded' / 'provml.sqlite'}"
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(BLOCKED_IMPORTS), collector.url],
+        [sys.executable, "-c", textwrap.dedent(BLOCKED_IMPORTS), collector.url, store_url],
         capture_output=True,
         text=True,
         timeout=120,
@@ -377,6 +388,9 @@ def test_capture_runs_with_sqlalchemy_fastapi_rdflib_prov_and_pyoxigraph_blocked
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
     assert [label(e) for e in collector.elements("TrainingExecution")] == ["train"]
+    # What the light job left in the inbox is in the store once something opens it.
+    with open_record_store(store_url) as store:
+        assert [n.label for n in store.find_nodes(ml_class="TrainingExecution")] == ["train"]
 
 
 def test_a_forked_child_restarts_the_exporter_and_exports_its_own_records(collector):
@@ -430,19 +444,30 @@ def test_a_multiprocessing_child_delivers_its_records_when_it_exits(collector):
 # -------------------------------------------------------------- SQL store
 
 
+def taken_in(store):
+    """``store`` once it has ingested what capture left in its inbox (embedded stores)."""
+    from provml.config import resolve_store
+    from provml.store import drain_inbox
+
+    location = resolve_store(store.url)
+    if location.inbox is not None:
+        drain_inbox(store, location.inbox)
+    return store
+
+
 def test_capture_into_the_sql_store(store, tmp_path):
     run = capture.init("to-store", store=store.url, spool_dir=tmp_path / "spool")
     with capture.training("fit") as fit:
         capture.log_param("lr", 0.1)
     capture.shutdown()
-    stored = store.get_bundle(run.bundle)
+    stored = taken_in(store).get_bundle(run.bundle)
     iris = {r.id for r in stored.records if hasattr(r, "start_time")}
     assert {fit.iri, run.iri} <= iris
     assert capture.stats().dropped_total == 0
 
 
 def test_an_unreachable_store_spools_and_every_record_arrives_once_when_it_is_back(tmp_path):
-    from provml.store.sql import SQLStore
+    from provml.store import open_record_store
 
     blocker = tmp_path / "store"
     blocker.write_text("a file where the store's directory should be")
@@ -457,7 +482,7 @@ def test_an_unreachable_store_spools_and_every_record_arrives_once_when_it_is_ba
     blocker.unlink()
     assert capture.flush() is True
     assert capture.stats().replayed == spooled
-    store = SQLStore(url)
+    store = open_record_store(url)  # creates the store and takes its inbox in
     try:
         records = store.get_bundle(run.bundle).records
         assert len(records) == len(set(records)) == spooled
@@ -516,7 +541,7 @@ def test_lineage_crosses_workflows_from_a_model_version_back_to_the_raw_file(sto
         assert "not everything reached" not in done.stderr, done.stderr
 
     version = ids.iri("model", "salt-detector", "v", 1)
-    graph = lineage.upstream(store, version)
+    graph = lineage.upstream(taken_in(store), version)
     raw_iri = ids.data_iri(ids.digest_file(raw)[0])
     tiles_iri = ids.data_iri(ids.digest_file(tiles)[0])
     assert raw_iri in graph.nodes and tiles_iri in graph.nodes

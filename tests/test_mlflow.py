@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.request
 from pathlib import Path
@@ -416,3 +417,43 @@ def test_importing_through_a_tracking_server_finds_the_runs_imported_from_its_da
     result = import_mlflow(store, tracking_server, experiments=["salt-detection"])
     assert (result.runs, result.new_runs, result.known_runs) == (5, 0, 5)
     assert (result.model_versions, result.new_model_versions) == (2, 0)
+
+
+FRESH_MLFLOW_AFTER_INIT = """
+    import sys
+    import mlflow
+    import provml
+
+    provml.init(workflow="salt-detection", store=sys.argv[1])
+    provml.capture.mlflow_autolog()
+    mlflow.set_tracking_uri(sys.argv[2])  # a database MLflow creates only now
+    with mlflow.start_run(run_name="fit"):
+        mlflow.log_param("lr", 0.01)
+        for step in range(3):
+            mlflow.log_metric("loss", 1 / (step + 1), step=step)
+    assert provml.flush(60), provml.capture.stats()
+"""
+
+
+def test_mlflow_may_create_its_database_after_provml_init_on_the_embedded_store(tmp_path):
+    # Both create SQLite schemas with Alembic, whose context is process-global: the job
+    # must not migrate provml's store while MLflow migrates its own. It never opens it.
+    store = f"sqlite:///{tmp_path / 'provml' / 'provml.sqlite'}"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(FRESH_MLFLOW_AFTER_INIT),
+            store,
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open_record_store(store) as records:
+        (fit,) = records.find_nodes(ml_class="TrainingExecution")
+        assert fit.label == "fit"
+        assert any(k.endswith("#mlflowRunId") for k, _ in fit.attributes)

@@ -2,8 +2,9 @@
 
 :func:`open_record_store` picks the backend by URL (see :mod:`provml.config`). An
 embedded SQLite store is created and migrated on first use, so ``provml demo`` needs no
-set-up; a PostgreSQL store must be migrated with ``provml db upgrade`` first, and
-opening one whose schema is behind raises :class:`~provml.errors.SchemaOutdated`.
+set-up, and opening one first ingests what capture left in its inbox (:mod:`provml.inbox`);
+a PostgreSQL store must be migrated with ``provml db upgrade`` first, and opening one
+whose schema is behind raises :class:`~provml.errors.SchemaOutdated`.
 
 Imports: standard library at import time; SQLAlchemy only inside the functions, so the
 capture client can import this module on its exporter thread only.
@@ -43,7 +44,25 @@ def open_record_store(store: str | StoreLocation | None = None, *, migrate: bool
             record_store.upgrade()
         else:
             record_store.check_schema()
+        if location.inbox is not None:
+            drain_inbox(record_store, location.inbox)
     except BaseException:
         record_store.close()
         raise
     return record_store
+
+
+def drain_inbox(record_store: SQLStore, directory: Path) -> int:
+    """Ingest the batches capture left in an embedded store's inbox; records ingested.
+
+    Each batch is one transaction; a batch the store refuses is set aside (and logged)
+    by :func:`provml.inbox.drain`; a store error propagates and leaves the rest waiting.
+    """
+    from provml import inbox
+    from provml.errors import Conflict, InvalidRecord
+    from provml.records import bundle_from_dict
+
+    def ingest(bundles: list[dict]) -> None:
+        record_store.ingest([bundle_from_dict(b) for b in bundles])
+
+    return inbox.drain(directory, ingest, refused=(InvalidRecord, Conflict)).records
