@@ -9,7 +9,7 @@ numpy, pandas, scikit-learn and PyTorch objects are recognised by duck typing (t
 names and methods); none of those libraries is imported here — a value of theirs can
 only exist if the user's code already imported them.
 
-Imports: standard library and ``provml.ids`` only.
+Imports: standard library, ``provml.ids`` and the digest cache.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from stat import S_ISDIR
 from typing import Any
 
 from provml import ids
+from provml.capture._digest_cache import DigestCache, Key, default_path, key_of
 from provml.capture._state import log_once
 
 #: Containers up to this many items (and this much JSON) are recorded as one value.
@@ -134,11 +135,12 @@ def is_data_like(value: Any) -> bool:
 
 
 class Digests:
-    """Content digests with a cache, so a file used every epoch is read once."""
+    """Content digests with a cache, so a file used every epoch (or every job) is read once."""
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self._files: dict[tuple[str, int, int], tuple[str, bool]] = {}
+        self._files: dict[Key, tuple[str, bool]] = {}
+        self._known = DigestCache(default_path())  # digests earlier processes made
         self.host = socket.gethostname()
 
     def path(self, value: str | os.PathLike[str], ml_class: str | None) -> Data:
@@ -159,10 +161,13 @@ class Digests:
             digest, sampled = ids.digest_directory(path)
             size = None
         else:
-            key = (path, stat.st_size, stat.st_mtime_ns)
+            key = key_of(path, stat)
             cached = self._files.get(key)
             if cached is None:
-                cached = ids.digest_file(path, stat.st_size)
+                cached = self._known.get(key)
+                if cached is None:
+                    cached = ids.digest_file(path, stat.st_size)
+                    self._known.put(key, cached)
                 if len(self._files) > 10_000:
                     self._files.clear()
                 self._files[key] = cached

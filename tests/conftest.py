@@ -20,6 +20,13 @@ POSTGRES_URL = os.environ.get(
 CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
 
 
+@pytest.fixture(autouse=True)
+def own_digest_cache(tmp_path_factory, monkeypatch):
+    """Capture's cross-process digest cache in a directory of the test session's own."""
+    cache = tmp_path_factory.getbasetemp() / "digests.jsonl"
+    monkeypatch.setenv("PROVML_DIGEST_CACHE", str(cache))
+
+
 def conformance_dir() -> Path:
     """The shared third-party test data; tests that need it skip outside this workspace."""
     if not CONFORMANCE.is_dir():
