@@ -145,16 +145,26 @@ class Provml(Tracker):
     identity, which no peer offers, shows as the difference.
     """
 
-    def __init__(self, memory: bool = False, references: bool = False) -> None:
+    def __init__(self, memory: bool = False, references: bool = False, cold: bool = False) -> None:
         import socket
 
+        if cold:  # no digests remembered from earlier jobs: every input file is hashed
+            os.environ["PROVML_DIGEST_CACHE"] = "off"
         import provml
 
         self.provml = provml
         self.memory = memory
         self.references = references
         self.data_store = f"file://{socket.gethostname()}"
-        self.name = "provml-memory" if memory else "provml-ref" if references else "provml"
+        self.name = (
+            "provml-memory"
+            if memory
+            else "provml-ref"
+            if references
+            else "provml-cold"
+            if cold
+            else "provml"
+        )
         self.factories = {
             "DataTransformation": provml.data_transformation,
             "Training": provml.training,
@@ -449,6 +459,7 @@ VARIANTS: dict[str, Callable[[], Tracker]] = {
     "provml": Provml,
     "provml-memory": lambda: Provml(memory=True),
     "provml-ref": lambda: Provml(references=True),
+    "provml-cold": lambda: Provml(cold=True),
     "mlflow": MLflow,
     "flowcept": Flowcept,
     "yprov4ml": YProv4ML,
