@@ -254,7 +254,12 @@ def check_bundle(bundle: Bundle) -> Bundle:
 #   {"@id": iri}  {"@value": lexical, "@type": datatype, "@language": tag}  {"@dt": iso}
 
 
+_PLAIN = frozenset((str, int, float, bool))  # JSON carries these as themselves
+
+
 def encode_value(value: AttrValue) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, Ref):
         return {"@id": value.iri}
     if isinstance(value, Literal):
@@ -311,7 +316,11 @@ def decode_attributes(data: Any, record: str | None = None) -> Attributes:
     for pair in data:
         if not (isinstance(pair, list | tuple) and len(pair) == 2 and isinstance(pair[0], str)):
             raise _fail("attributes must be [name, value] pairs", record, "attributes")
-        out.append((pair[0], decode_value(pair[1], record, f"attributes[{pair[0]}]")))
+        name, value = pair
+        if type(value) in _PLAIN:  # the common case, without building a field name
+            out.append((name, value))
+        else:
+            out.append((name, decode_value(value, record, f"attributes[{name}]")))
     return tuple(out)
 
 
