@@ -78,6 +78,16 @@ _REBUILD_MARKER = "provml-rebuild-pending"
 _ALL_PENDING = 2**31 - 1  # "every outbox row": fits a LIMIT on every SQL backend
 _READ_ONLY_ATTEMPTS = 8  # about 1.4 s in all, see _open_oxigraph
 _BULK_THRESHOLD = 100_000  # quads; above this a projection batch is bulk-loaded
+# Oxigraph opens RocksDB with optimize_level_style_compaction(512 MiB): every one of its
+# 12 column families gets 128 MiB memtables (up to 6 of them) and is flushed only once
+# two are full, and the WAL never forces a flush (max_total_wal_size=0). A writer that
+# projects steadily therefore keeps everything it wrote since start-up in memory, about
+# 0.6 KiB per quad written (six index entries plus the string table), until GiBs have
+# accumulated (measured: the server's RSS grew ~50 MiB per 10 000 records ingested).
+# pyoxigraph exposes no RocksDB options, so the projector flushes the memtables itself
+# once this many quads were added or removed since the last flush: the memtables then
+# stay under ~30 MiB, and a flush costs a few tens of milliseconds.
+_FLUSH_AFTER_WRITES = 50_000
 
 
 def _ox():
@@ -545,6 +555,7 @@ class RDFStore:
         self.read_only = read_only
         self._lock = threading.RLock()  # one projection or rebuild at a time
         self._stale = path is None  # an in-memory store starts empty: rebuild first
+        self._unflushed_writes = 0  # quads added or removed since the last memtable flush
         # Query workers hold read-only snapshots; this number tells them to renew theirs.
         self._generation = 0
         self._workers: Any = None  # a provml._sparql_worker.WorkerPool, made on first use
@@ -666,47 +677,68 @@ class RDFStore:
         if not rows:
             return 0
         bundle_ids = list(dict.fromkeys(bundle_id for _, bundle_id in rows))
-        projections: dict[str, list[Any]] = {}
-        for bundle_id in bundle_ids:
-            try:
-                projections[bundle_id] = _bundle_quads(record_store.get_bundle(bundle_id))
-            except NotFound:
-                projections[bundle_id] = []  # deleted since: its graph goes
+        writes = 0
         with self._lock:
-            self._replace_graphs(projections)
+            # One bundle at a time: the working set (the bundle as prov objects, rdflib
+            # triples, quads and a scratch store) is then that of one bundle. Holding
+            # every bundle of the batch at once made it grow with everything stored:
+            # under a steady ingest into a few long runs, each batch touches all of them.
+            for bundle_id in bundle_ids:
+                try:
+                    quads = _bundle_quads(record_store.get_bundle(bundle_id))
+                except NotFound:
+                    quads = []  # deleted since: its graph goes
+                writes += self._replace_graph(bundle_id, quads)
+                del quads
             self._generation += 1
+            self._flush_if_due(writes)
         record_store.outbox_done([seq for seq, _ in rows])
-        _log.debug("projected %d bundle(s) into the RDF store", len(bundle_ids))
+        _log.debug(
+            "projected %d bundle(s) into the RDF store (%d quads written)", len(bundle_ids), writes
+        )
         return len(bundle_ids)
 
-    def _replace_graphs(self, projections: dict[str, list[Any]]) -> None:
+    def _flush_if_due(self, writes: int) -> None:
+        """Flush RocksDB's memtables once ``_FLUSH_AFTER_WRITES`` quads were written.
+
+        Bounds the writer's memory (see ``_FLUSH_AFTER_WRITES``); an in-memory store has
+        no memtables to flush.
+        """
+        if self.path is None:
+            return
+        self._unflushed_writes += writes
+        if self._unflushed_writes >= _FLUSH_AFTER_WRITES:
+            self._store.flush()
+            self._unflushed_writes = 0
+
+    def _replace_graph(self, bundle_id: str, quads: list[Any]) -> int:
+        """Make a bundle's named graph equal to ``quads``; the number of quads written."""
         ox = _ox()
         store = self._store
-        if sum(map(len, projections.values())) > _BULK_THRESHOLD:
+        name = ox.NamedNode(bundle_id)
+        if len(quads) > _BULK_THRESHOLD:
             # Too big to diff in memory: replace wholesale through the bulk loader.
-            for bundle_id in projections:
-                store.remove_graph(ox.NamedNode(bundle_id))
-            store.bulk_extend(q for quads in projections.values() for q in quads)
-            return
+            store.remove_graph(name)
+            store.bulk_extend(quads)
+            # The bulk loader writes SST files, not memtables; the removal before it
+            # does, about as many quads as the new graph holds.
+            return len(quads)
+        if not quads:
+            old = sum(1 for _ in store.quads_for_pattern(None, None, None, name))
+            store.remove_graph(name)
+            return old
         # Oxigraph keeps typed literals as values and writes them back in canonical form
         # ("…+00:00" comes back "…Z"), so the new quads pass through a scratch store to
         # compare with the stored ones like for like.
         scratch = ox.Store()
-        scratch.extend(q for quads in projections.values() for q in quads)
-        added: list[Any] = []
-        obsolete: list[Any] = []
-        for bundle_id in projections:
-            name = ox.NamedNode(bundle_id)
-            old = set(store.quads_for_pattern(None, None, None, name))
-            new = set(scratch.quads_for_pattern(None, None, None, name))
-            added.extend(new - old)
-            obsolete.extend(old - new)
+        scratch.extend(quads)
+        old = set(store.quads_for_pattern(None, None, None, name))
+        new = set(scratch.quads_for_pattern(None, None, None, name))
+        added, obsolete = new - old, old - new
         store.extend(added)  # one transaction
         for quad in obsolete:
             store.remove(quad)
-        for bundle_id, quads in projections.items():
-            if not quads:
-                store.remove_graph(ox.NamedNode(bundle_id))
+        return len(added) + len(obsolete)
 
     def rebuild(
         self, record_store: ProjectionSource, progress: Callable[[int], None] | None = None
@@ -747,6 +779,7 @@ class RDFStore:
             store.bulk_extend(all_quads())
             if self.path is not None:
                 store.flush()  # bulk loads bypass the write-ahead log
+                self._unflushed_writes = 0
             self._mark_complete()
             self._generation += 1
         for start in range(0, len(pending), 10_000):
