@@ -40,7 +40,11 @@ EXAMPLES = (
         """SELECT DISTINCT ?data ?label WHERE {{
   VALUES ?version {{ {version} }}
   ?version (prov:wasDerivedFrom|prov:wasGeneratedBy|prov:used)+ ?data .
-  ?data a provml:DomainData .
+  # The class as a FILTER, not a triple pattern: as a pattern Oxigraph joins every
+  # DomainData entity first and walks the path once per candidate (20-35 s on 300k
+  # records, for a version fine-tuned ~400 times); as a filter it walks the path once
+  # from the version and tests what it reached (0.6 s). Same answers.
+  FILTER EXISTS {{ ?data a provml:DomainData }}
   FILTER NOT EXISTS {{ ?data prov:wasGeneratedBy ?producer }}
   OPTIONAL {{ ?data rdfs:label ?label }}
 }} ORDER BY ?label""",
