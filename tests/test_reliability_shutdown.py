@@ -37,11 +37,19 @@ def test_sigterm_lets_every_request_in_flight_finish_and_store_its_batch(postgre
     bodies = [batch([generated(n, size=3000)]) for n in range(6)]
     answers: list[httpx.Response | BaseException] = [None] * len(bodies)  # type: ignore[list-item]
     finished: list[float] = [0.0] * len(bodies)
+    sent = [threading.Event() for _ in bodies]
+
+    def body(i: int):
+        yield bodies[i]
+        sent[i].set()  # the whole request is written: the server is reading it
 
     def send(i: int) -> None:
         try:
             answers[i] = httpx.post(
-                server.url + "/api/v1/records", content=bodies[i], headers=headers, timeout=120
+                server.url + "/api/v1/records",
+                content=body(i),
+                headers={**headers, "Content-Length": str(len(bodies[i]))},
+                timeout=120,
             )
         except BaseException as exc:  # a reset would land here
             answers[i] = exc
@@ -50,7 +58,11 @@ def test_sigterm_lets_every_request_in_flight_finish_and_store_its_batch(postgre
     threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)  # the requests are accepted and being ingested
+    # Every request sent in full (a fixed sleep was too short on a loaded machine: a
+    # request still connecting when the signal came was refused), then a moment to let
+    # the server start ingesting them.
+    assert all(e.wait(60) for e in sent)
+    time.sleep(0.3)
     terminated = time.monotonic()
     assert server.process is not None
     server.process.terminate()
