@@ -38,6 +38,7 @@ from typing import NamedTuple
 
 import networkx as nx
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from provml.errors import NotFound, QueryRejected
 from provml.records import AttrValue, Literal, Ref
@@ -63,6 +64,7 @@ DEFAULT_MAX_NODES = 10_000
 _CHUNK = 500
 
 _E, _N, _R = models.lineage_edges, models.nodes, models.relations
+_TEXT_ARRAY = postgresql.ARRAY(sa.Text())
 
 # The PROV kind each formal argument of a relation holds, for nodes that relations
 # mention but no bundle describes (their Node is inferred from the edges).
@@ -104,13 +106,29 @@ def _check_bounds(depth: int | None, stop_at: Collection[str], max_nodes: int) -
     return frozenset(stop_at)
 
 
+def _any_of(
+    conn: sa.Connection, column: sa.ColumnElement[str], values: list[str]
+) -> list[sa.ColumnElement[bool]]:
+    """``column`` among ``values``: conditions to query one after another.
+
+    On PostgreSQL one array parameter, so the statement's text is the same whatever
+    the number of values and psycopg prepares it once (an IN list is planned anew for
+    every length); on SQLite chunks of IN lists, below its parameter limit.
+    """
+    if conn.dialect.name == "postgresql":
+        return [column == sa.any_(sa.bindparam("values", values, type_=_TEXT_ARRAY))]
+    return [column.in_(chunk) for chunk in _chunks(values)]
+
+
 def _frontier_links(conn: sa.Connection, frontier: list[str], upstream_walk: bool) -> list[_Link]:
     """Every lineage edge leaving the frontier, oriented the way the walk goes."""
     here = _E.c.subject if upstream_walk else _E.c.object
     query = sa.select(_E.c.relation_key, _E.c.role, _E.c.subject, _E.c.object)
     links = []
-    for chunk in _chunks(frontier):
-        for key, role, subject, obj in conn.execute(query.where(here.in_(chunk))).all():
+    if not frontier:
+        return links
+    for condition in _any_of(conn, here, frontier):
+        for key, role, subject, obj in conn.execute(query.where(condition)).all():
             source, target = (subject, obj) if upstream_walk else (obj, subject)
             links.append(_Link(key, role, source, target))
     return links
@@ -157,8 +175,8 @@ def _breadth_first(
         if len(order) > max_nodes:
             break
         if stop and frontier:
-            for chunk in _chunks(frontier):
-                query = sa.select(_N.c.iri).where(_N.c.iri.in_(chunk), _N.c.ml_class.in_(stop))
+            for condition in _any_of(conn, _N.c.iri, frontier):
+                query = sa.select(_N.c.iri).where(condition, _N.c.ml_class.in_(sorted(stop)))
                 stopped.update(conn.scalars(query))
     return order, links, stopped
 
@@ -247,28 +265,33 @@ def _walk(
     stop = _check_bounds(depth, stop_at, max_nodes)
     upstream_walk = direction == "upstream"
     with store.read() as conn:
-        known = conn.execute(
-            sa.select(
-                sa.exists().where(_N.c.iri == root)
-                | sa.exists().where(_E.c.subject == root)
-                | sa.exists().where(_E.c.object == root)
-            )
-        ).scalar()
-        if not known:
-            raise NotFound(f"{root} is neither described nor related in the store", record=root)
         reached, links, stopped = _breadth_first(conn, root, upstream_walk, depth, stop, max_nodes)
+        # A root with edges the walk's way is known; only a lone one needs a look-up.
+        if (
+            not links
+            and not conn.execute(
+                sa.select(
+                    sa.exists().where(_N.c.iri == root)
+                    | sa.exists().where(_E.c.subject == root)
+                    | sa.exists().where(_E.c.object == root)
+                )
+            ).scalar()
+        ):
+            raise NotFound(f"{root} is neither described nor related in the store", record=root)
         distance, kept, truncated = _measure(root, reached, links, stopped, depth, max_nodes)
-        # Then the relations behind the edges kept, in full.
+        # Then the relations behind the edges kept: the columns an edge shows.
         relations = {}
-        for chunk in _chunks(sorted({link.key for link in kept})):
-            query = sa.select(_R).where(_R.c.key.in_(chunk))
-            relations.update({row.key: row for row in conn.execute(query)})
+        columns = (_R.c.key, _R.c.kind, _R.c.bundle_id, _R.c.rel_id, _R.c.time, _R.c.attributes)
+        keys = sorted({link.key for link in kept})
+        for condition in _any_of(conn, _R.c.key, keys) if keys else ():
+            query = sa.select(*columns).where(condition)
+            relations.update({row.key: row for row in conn.execute(query).all()})
+        order = sorted(distance, key=lambda n: (distance[n], n))
+        # In the same transaction: one snapshot for the whole answer.
+        described = store.nodes(order, connection=conn)
     walked = sorted(
         (_edge(link, relations[link.key], upstream_walk) for link in kept), key=_edge_key
     )
-
-    order = sorted(distance, key=lambda n: (distance[n], n))
-    described = store.nodes(order)
     nodes = {n: described.get(n) or _undescribed(n, walked) for n in order}
     return LineageGraph(
         root=root,

@@ -455,6 +455,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1, help="provml serve --workers")
     parser.add_argument("--no-peers", action="store_true", help="skip MLflow and rdflib")
+    parser.add_argument(
+        "--no-sparql",
+        action="store_true",
+        help="stop after the REST lineage figures (skip the RDF store and SPARQL comparisons)",
+    )
     args = parser.parse_args()
 
     load_before = uptime()
@@ -601,101 +606,104 @@ def main() -> None:
             "nodes in an upstream depth-20 answer (median)", f"{statistics.median(sizes_seen):.0f}"
         )
 
-        # Oxigraph directly: pyoxigraph in memory, loaded with the quads the endpoint's
-        # own on-disk store holds (the same data, read through no provml code).
-        on_disk = pyoxigraph.Store.read_only(str(workdir / f"oxigraph-{pg.port}"))
-        memory = pyoxigraph.Store()
-        memory.bulk_extend(on_disk)
-        note("quads in the RDF store", f"{len(memory):,}")
+        if not args.no_sparql:  # else the ingest and REST figures only
+            # Oxigraph directly: pyoxigraph in memory, loaded with the quads the endpoint's
+            # own on-disk store holds (the same data, read through no provml code).
+            on_disk = pyoxigraph.Store.read_only(str(workdir / f"oxigraph-{pg.port}"))
+            memory = pyoxigraph.Store()
+            memory.bulk_extend(on_disk)
+            note("quads in the RDF store", f"{len(memory):,}")
 
-        def ox(text: str) -> list:
-            return list(memory.query(text, use_default_graph_as_union=True))
+            def ox(text: str) -> list:
+                return list(memory.query(text, use_default_graph_as_union=True))
 
-        def up_q(version: str) -> str:
-            return f"SELECT DISTINCT ?x WHERE {{ <{version}> {PATH}+ ?x }}"
+            def up_q(version: str) -> str:
+                return f"SELECT DISTINCT ?x WHERE {{ <{version}> {PATH}+ ?x }}"
 
-        down_q = f"SELECT DISTINCT ?x WHERE {{ ?x {PATH}+ <{raw}> }}"
-        ox_up = timed(lambda: ox(up_q(rng.choice(versions))), args.repeat)
-        ox_down = timed(lambda: ox(down_q), max(5, args.repeat // 5))
-        note(
-            "SPARQL property path upstream (unbounded), Oxigraph in memory (p50 / p99)",
-            p50_p99(ox_up),
-        )
-        note(
-            "SPARQL property path impact (unbounded), Oxigraph in memory (p50 / p99)",
-            p50_p99(ox_down),
-        )
-        plain = None
-        if not args.no_peers:
-            import rdflib
+            down_q = f"SELECT DISTINCT ?x WHERE {{ ?x {PATH}+ <{raw}> }}"
+            ox_up = timed(lambda: ox(up_q(rng.choice(versions))), args.repeat)
+            ox_down = timed(lambda: ox(down_q), max(5, args.repeat // 5))
+            note(
+                "SPARQL property path upstream (unbounded), Oxigraph in memory (p50 / p99)",
+                p50_p99(ox_up),
+            )
+            note(
+                "SPARQL property path impact (unbounded), Oxigraph in memory (p50 / p99)",
+                p50_p99(ox_down),
+            )
+            plain = None
+            if not args.no_peers:
+                import rdflib
 
-            plain = rdflib.Dataset(default_union=True)
-            nquads = pyoxigraph.serialize(memory, format=pyoxigraph.RdfFormat.N_QUADS)
-            plain.parse(data=nquads, format="nquads")
-            del nquads
-            few = 3
-            for label, call in (
-                ("upstream", lambda: list(plain.query(up_q(rng.choice(versions))))),
-                ("impact", lambda: list(plain.query(down_q))),
-            ):
-                name = f"SPARQL property path {label}, rdflib in memory (p50 / p99 of {few})"
+                plain = rdflib.Dataset(default_union=True)
+                nquads = pyoxigraph.serialize(memory, format=pyoxigraph.RdfFormat.N_QUADS)
+                plain.parse(data=nquads, format="nquads")
+                del nquads
+                few = 3
+                for label, call in (
+                    ("upstream", lambda: list(plain.query(up_q(rng.choice(versions))))),
+                    ("impact", lambda: list(plain.query(down_q))),
+                ):
+                    name = f"SPARQL property path {label}, rdflib in memory (p50 / p99 of {few})"
+                    try:
+                        note(name, p50_p99(timed(call, few)))
+                    except RecursionError:
+                        # rdflib evaluates a + path by recursion, one frame per step.
+                        note(name, "RecursionError (rdflib recurses once per path step)")
+
+            # ------------------------------------------------------------ SPARQL endpoint
+            direct = oxigraph_direct(workdir / f"oxigraph-{pg.port}")
+            peer = RdflibEndpoint(plain) if plain is not None else None
+            model = EX + "model/0"
+            documented = {
+                "raw-data-of-model-version": EXAMPLE_BY_NAME["raw-data-of-model-version"].render(
+                    version=versions[-1]
+                ),
+                "models-affected-by-file": EXAMPLE_BY_NAME["models-affected-by-file"].render(
+                    file=raw
+                ),
+                "hyperparameters-and-final-metrics": EXAMPLE_BY_NAME[
+                    "hyperparameters-and-final-metrics"
+                ].render(model=model),
+            }
+            runs = max(3, args.repeat // 10)
+            endpoint_p50: dict[str, float] = {}
+            for name, query in documented.items():
                 try:
-                    note(name, p50_p99(timed(call, few)))
-                except RecursionError:
-                    # rdflib evaluates a + path by recursion, one frame per step.
-                    note(name, "RecursionError (rdflib recurses once per path step)")
-
-        # ------------------------------------------------------------ SPARQL endpoint
-        direct = oxigraph_direct(workdir / f"oxigraph-{pg.port}")
-        peer = RdflibEndpoint(plain) if plain is not None else None
-        model = EX + "model/0"
-        documented = {
-            "raw-data-of-model-version": EXAMPLE_BY_NAME["raw-data-of-model-version"].render(
-                version=versions[-1]
-            ),
-            "models-affected-by-file": EXAMPLE_BY_NAME["models-affected-by-file"].render(file=raw),
-            "hyperparameters-and-final-metrics": EXAMPLE_BY_NAME[
-                "hyperparameters-and-final-metrics"
-            ].render(model=model),
-        }
-        runs = max(3, args.repeat // 10)
-        endpoint_p50: dict[str, float] = {}
-        for name, query in documented.items():
-            try:
-                _sparql(pg.url, query)  # a warm worker, as for the direct store
-                endpoint = timed(lambda q=query: _sparql(pg.url, q), runs)
-            except RuntimeError as exc:
-                note(f"/sparql: {name}", str(exc))
-                continue
-            bare = timed(lambda q=query: direct(q), runs)
-            p50_endpoint, p50_direct = percentiles(endpoint)[0], percentiles(bare)[0]
-            endpoint_p50[name] = p50_endpoint
-            note(
-                f"/sparql vs pyoxigraph on the same on-disk store: {name} (p50)",
-                f"{p50_endpoint:.1f} vs {p50_direct:.1f} ms ({p50_endpoint / p50_direct:.2f}x)",
-            )
-        # The peer last: a query it cannot finish keeps its thread busy in this process.
-        for name, query in documented.items():
-            if peer is None:
-                break
-            if name not in endpoint_p50:  # /sparql gave no answer to compare with
-                continue
-            try:
-                slow = timed(lambda q=query: peer.query(q), 1)
-            except httpx.HTTPError as exc:
+                    _sparql(pg.url, query)  # a warm worker, as for the direct store
+                    endpoint = timed(lambda q=query: _sparql(pg.url, q), runs)
+                except RuntimeError as exc:
+                    note(f"/sparql: {name}", str(exc))
+                    continue
+                bare = timed(lambda q=query: direct(q), runs)
+                p50_endpoint, p50_direct = percentiles(endpoint)[0], percentiles(bare)[0]
+                endpoint_p50[name] = p50_endpoint
                 note(
-                    f"rdflib-endpoint: {name}",
-                    f"no answer ({type(exc).__name__}: an error, or over {PEER_TIMEOUT} s)",
+                    f"/sparql vs pyoxigraph on the same on-disk store: {name} (p50)",
+                    f"{p50_endpoint:.1f} vs {p50_direct:.1f} ms ({p50_endpoint / p50_direct:.2f}x)",
                 )
-                continue
-            p50_endpoint = endpoint_p50[name]
-            note(
-                f"rdflib-endpoint vs /sparql: {name} (1 run vs p50)",
-                f"{slow[0] * 1000:.1f} vs {p50_endpoint:.1f} ms "
-                f"(/sparql {slow[0] * 1000 / p50_endpoint:.1f}x faster)",
-            )
-        if peer is not None:
-            peer.stop()
+            # The peer last: a query it cannot finish keeps its thread busy in this process.
+            for name, query in documented.items():
+                if peer is None:
+                    break
+                if name not in endpoint_p50:  # /sparql gave no answer to compare with
+                    continue
+                try:
+                    slow = timed(lambda q=query: peer.query(q), 1)
+                except httpx.HTTPError as exc:
+                    note(
+                        f"rdflib-endpoint: {name}",
+                        f"no answer ({type(exc).__name__}: an error, or over {PEER_TIMEOUT} s)",
+                    )
+                    continue
+                p50_endpoint = endpoint_p50[name]
+                note(
+                    f"rdflib-endpoint vs /sparql: {name} (1 run vs p50)",
+                    f"{slow[0] * 1000:.1f} vs {p50_endpoint:.1f} ms "
+                    f"(/sparql {slow[0] * 1000 / p50_endpoint:.1f}x faster)",
+                )
+            if peer is not None:
+                peer.stop()
     finally:
         for server in servers:
             server.stop()

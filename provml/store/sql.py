@@ -6,9 +6,12 @@ This module is the boundary where SQLAlchemy, psycopg and sqlite3 errors become
 :mod:`provml.errors`. The schema lives in :mod:`provml.store.models` and changes only
 through the Alembic migrations shipped as ``provml.migrations``.
 
-Ingest is one transaction per call, idempotent by record id, and bulk: the stored state
-of the whole batch is looked up in a few chunked ``IN`` queries (not per bundle or per
-record), and new rows are written with ``COPY`` on PostgreSQL, ``executemany`` on SQLite.
+Ingest is one transaction per call, idempotent by record id, and bulk. A bundle the
+call creates needs no lookup at all (nothing of it can be stored yet); the stored state
+of the other bundles is looked up in a few statements for the whole batch (array
+parameters on PostgreSQL, chunked ``IN`` lists on SQLite), digests first and full rows
+only where a description must be merged; new rows are written with ``COPY`` on
+PostgreSQL, ``executemany`` on SQLite, their JSON encoded once for digest and row.
 
 Imports: sqlalchemy, alembic and ``provml`` core modules; never FastAPI or rdflib.
 """
@@ -19,6 +22,7 @@ import functools
 import hashlib
 import json
 import math
+import operator
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,6 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
@@ -84,6 +89,7 @@ _BUSY_TIMEOUT_MS = 30_000
 _ANALYZE_AFTER = 5_000  # rows one ingest must add before PostgreSQL statistics are refreshed
 _DOUBLE = "@double"  # storage tag for floats JSONB would not give back as floats
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_TEXT_ARRAY = postgresql.ARRAY(sa.Text())  # one array parameter instead of an IN list
 
 #: Extra relation arguments that are dependencies too: an activity depends on the plan
 #: it followed, a derived entity on the deriving activity, an activity on the activity
@@ -142,6 +148,13 @@ def _script_directory():
 
 # Our JSON is lists and encode_value's dicts, whose key order is fixed: no sorting.
 _to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+# What _to_json writes for a string inside a list (it escapes non-ASCII), without the
+# cost of an encoder call, which for None goes through the whole iterative encoder.
+_quote = json.encoder.encode_basestring_ascii
+
+
+def _scalar_json(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
 
 
 def _digest(*texts: str) -> str:
@@ -307,25 +320,32 @@ def _merge_parent(current: str | None, new: str | None, bundle_id: str) -> str |
 
 
 def _element_row(bundle_id: str, element: Element) -> dict[str, Any]:
-    attributes = encode_stored_attributes(element.attributes, element.id)
+    """The ``nodes`` row of a description; JSON columns hold JSON text (see _insert_rows)."""
+    attributes = _to_json(encode_stored_attributes(element.attributes, element.id))
     start, end = _iso(element.start_time), _iso(element.end_time)
-    label = element.label
+    # The digest covers the JSON of [kind, id, attributes, start, end]; the array is
+    # assembled from the attributes' text instead of encoding them a second time.
+    content = (
+        f"[{_quote(element.kind)},{_quote(element.id)},{attributes},"
+        f"{_scalar_json(start)},{_scalar_json(end)}]"
+    )
     return {
         "bundle_id": bundle_id,
         "iri": element.id,
         "kind": element.kind,
         "ml_class": element.ml_class,
-        "label": label,
+        "label": element.label,
         "attributes": attributes,
         "start_time": start,
         "start_utc": _utc(element.start_time),
         "end_time": end,
         "end_utc": _utc(element.end_time),
-        "digest": _digest(_to_json([element.kind, element.id, attributes, start, end])),
+        "digest": _digest(content),
     }
 
 
 def _relation_row(bundle_id: str, relation: Relation) -> dict[str, Any]:
+    """The ``relations`` row of a relation; JSON columns hold JSON text (see _insert_rows)."""
     rid = relation.id
     for name, value in (("subject", relation.subject), ("object", relation.object)):
         if value is not None:
@@ -334,17 +354,14 @@ def _relation_row(bundle_id: str, relation: Relation) -> dict[str, Any]:
         _check_iri(rid, rid, "id")
     for name, value in relation.extras:
         _check_text(value, rid, name)
-    extras = [[name, value] for name, value in relation.extras]
+    extras = _to_json([[name, value] for name, value in relation.extras])
+    attributes = _to_json(encode_stored_attributes(relation.attributes, rid))
     time = _iso(relation.time)
-    content = [
-        relation.kind,
-        relation.subject,
-        relation.object,
-        time,
-        extras,
-        encode_stored_attributes(relation.attributes, rid),
-    ]
-    text = _to_json(content)
+    # The JSON of [kind, subject, object, time, extras, attributes], assembled from parts.
+    text = (
+        f"[{_quote(relation.kind)},{_scalar_json(relation.subject)},"
+        f"{_scalar_json(relation.object)},{_scalar_json(time)},{extras},{attributes}]"
+    )
     # Keyed by id within the bundle, or by content for a relation without id.
     key = _digest("id", bundle_id, rid) if rid is not None else _digest("content", bundle_id, text)
     return {
@@ -357,36 +374,25 @@ def _relation_row(bundle_id: str, relation: Relation) -> dict[str, Any]:
         "time": time,
         "time_utc": _utc(relation.time),
         "extras": extras,
-        "attributes": content[5],
+        "attributes": attributes,
         "digest": _digest(text, rid or ""),
     }
 
 
-def _edge_rows(row: dict[str, Any]) -> list[dict[str, str]]:
-    signature = RELATIONS[row["kind"]]
-    out = []
-    if row["subject"] is None:  # an identified relation whose document left it out
+def _edge_rows(key: str, relation: Relation) -> list[dict[str, str]]:
+    subject = relation.subject
+    if subject is None:  # an identified relation whose document left it out
         return []
-    if row["object"] is not None:
+    out = []
+    if relation.object is not None:
+        role = RELATIONS[relation.kind].object
         out.append(
-            {
-                "relation_key": row["key"],
-                "role": signature.object,
-                "subject": row["subject"],
-                "object": row["object"],
-            }
+            {"relation_key": key, "role": role, "subject": subject, "object": relation.object}
         )
-    dependencies = DEPENDENCY_EXTRAS.get(row["kind"], ())
-    for name, value in row["extras"]:
+    dependencies = DEPENDENCY_EXTRAS.get(relation.kind, ())
+    for name, value in relation.extras:
         if name in dependencies:
-            out.append(
-                {
-                    "relation_key": row["key"],
-                    "role": name,
-                    "subject": row["subject"],
-                    "object": value,
-                }
-            )
+            out.append({"relation_key": key, "role": name, "subject": subject, "object": value})
     return out
 
 
@@ -416,7 +422,7 @@ def _plan(bundles: Sequence[Bundle]) -> dict[str, _BundlePlan]:
             known_row = plan.relations.get(row["key"])
             if known_row is None:
                 plan.relations[row["key"]] = row
-                plan.edges[row["key"]] = _edge_rows(row)
+                plan.edges[row["key"]] = _edge_rows(row["key"], record)
             elif known_row["digest"] != row["digest"]:
                 raise Conflict(
                     f"relation {record.id} appears twice with different content",
@@ -489,6 +495,25 @@ def _node(elements: list[Element], bundle_ids: list[str]) -> Node:
     )
 
 
+# The descriptions of a set of elements, one row per distinct content: the full row of
+# the first bundle (by code point) holding it, plus every bundle holding it. The first
+# bundle is compared back in the column's own collation, so the primary key is probed.
+_DESCRIBE_POSTGRESQL = """
+SELECT d.bundle_ids, n.* FROM (
+    SELECT iri, digest, array_agg(bundle_id) AS bundle_ids,
+           min(bundle_id COLLATE "C") COLLATE "default" AS first
+    FROM nodes WHERE iri = ANY(CAST(:iris AS text[])) GROUP BY iri, digest
+) AS d JOIN nodes AS n ON n.bundle_id = d.first AND n.iri = d.iri
+"""
+# SQLite compares text as bytes (code point order) already; JSON1 is built in.
+_DESCRIBE_SQLITE = """
+SELECT d.bundle_ids, n.* FROM (
+    SELECT iri, digest, json_group_array(bundle_id) AS bundle_ids, min(bundle_id) AS first
+    FROM nodes WHERE iri IN :iris GROUP BY iri, digest
+) AS d JOIN nodes AS n ON n.bundle_id = d.first AND n.iri = d.iri
+"""
+
+
 # ----------------------------------------------------------------------- the engine
 
 
@@ -542,6 +567,19 @@ def _missing_schema(exc: sa_exc.DBAPIError) -> bool:
         return True
     text = str(exc.orig)
     return "no such table" in text or "no such column" in text
+
+
+def _analysed_columns(table_name: str) -> str:
+    """``table (columns…)`` for ANALYZE: every column but the JSON ones.
+
+    No query filters, joins or sorts on a JSON column, and their statistics (detoasting
+    and comparing whole JSONB documents) are most of an ANALYZE's cost: leaving them
+    out halves the pauses a bulk load takes for its statistics. Names come from our
+    metadata, never from input.
+    """
+    table = models.metadata.tables[table_name]
+    columns = [f'"{c.name}"' for c in table.columns if not isinstance(c.type, sa.JSON)]
+    return f"{table.name} ({', '.join(columns)})"
 
 
 class SQLStore:
@@ -713,7 +751,15 @@ class SQLStore:
         with self._transaction(write=True) as conn:
             return self._apply(conn, plans)
 
-    def _insert_missing_bundles(self, conn: Connection, plans: dict[str, _BundlePlan]) -> None:
+    def _lock_bundles(self, conn: Connection, plans: dict[str, _BundlePlan]) -> dict[str, Any]:
+        """Create the batch's new bundles and lock the stored ones, in a fixed order.
+
+        Returns the stored rows of the bundles that existed before this transaction; a
+        bundle this transaction created is left out, since nothing of it can be stored
+        yet (every key of ``nodes`` and ``relations`` contains the bundle id): its
+        records are all new and need no lookup. A new bundle's row is written with the
+        position its records end at, so it needs no update either.
+        """
         now = _now()
         rows = [
             {
@@ -722,36 +768,66 @@ class SQLStore:
                 "namespaces": [list(p) for p in plans[i].namespaces],
                 "attributes": encode_stored_attributes(plans[i].attributes, i),
                 "created": now,
-                "next_position": 0,
+                "next_position": len(plans[i].elements) + len(plans[i].relations),
             }
             for i in sorted(plans)
         ]
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        # No lookup first: the conflict clause skips the bundles already stored, and a
-        # concurrent ingest creating the same bundle is skipped too (whoever is second
-        # merges under the row lock taken next).
-        conn.execute(insert(_B).on_conflict_do_nothing(index_elements=["id"]), rows)
 
-    def _stored_nodes(
-        self, conn: Connection, plans: dict[str, _BundlePlan]
+            # The conflict clause skips the bundles already stored, or being created by
+            # a concurrent ingest (which it waits for): whoever comes second merges,
+            # under the row lock taken below. RETURNING names the rows written here.
+            statement = insert(_B).on_conflict_do_nothing(index_elements=["id"])
+            created = set(conn.execute(statement.returning(_B.c.id), rows).scalars())
+            stored = sorted(set(plans) - created)
+            if not stored:
+                return {}
+            # Lock in a fixed order: concurrent ingests into one bundle then serialise,
+            # so positions and merges never interleave. The lookups that follow run
+            # after the locks, so they see what a writer before us committed.
+            ids = sa.bindparam("ids", stored, type_=_TEXT_ARRAY)
+            query = sa.select(_B).where(_B.c.id == sa.any_(ids)).order_by(_B.c.id)
+            return {row.id: row for row in conn.execute(query.with_for_update())}
+        # SQLite: the transaction holds the database's write lock (BEGIN IMMEDIATE).
+        found = {}
+        for chunk in _chunks(sorted(plans)):
+            found.update(
+                {row.id: row for row in conn.execute(sa.select(_B).where(_B.c.id.in_(chunk)))}
+            )
+        missing = [row for row in rows if row["id"] not in found]
+        if missing:
+            conn.execute(sa.insert(_B), missing)
+        return found
+
+    def _stored_node_rows(
+        self, conn: Connection, pairs: list[tuple[str, str]], *, narrow: bool
     ) -> dict[tuple[str, str], Any]:
-        """The stored descriptions of the batch's elements, for the whole batch at once.
-
-        One query per chunk of IRIs (not one per bundle): a batch of many small
-        bundles costs a handful of round trips. The bundle filter keeps the rows of a
-        shared element (a raw file described by thousands of workflows) to this batch.
-        """
-        wanted = {(b, iri) for b, plan in plans.items() for iri in plan.elements}
-        if not wanted:
+        """Stored ``nodes`` rows of (bundle, IRI) pairs: only their digests if ``narrow``."""
+        if not pairs:
             return {}
-        iris = sorted({iri for _, iri in wanted})
         found: dict[tuple[str, str], Any] = {}
-        for bundle_chunk in _chunks(sorted(plans), _CHUNK // 2):
+        if self.dialect == "postgresql":
+            # A join with the pairs probes the primary key once per pair, in one statement
+            # whose text does not change with the batch (psycopg prepares it).
+            columns = "n.bundle_id, n.iri, n.digest" if narrow else "n.*"
+            query = sa.text(
+                f"SELECT {columns} FROM nodes AS n JOIN unnest(CAST(:b AS text[]), "
+                "CAST(:i AS text[])) AS w(b, i) ON n.bundle_id = w.b AND n.iri = w.i"
+            )
+            bundle_ids, iris = zip(*pairs, strict=True)
+            for row in conn.execute(query, {"b": list(bundle_ids), "i": list(iris)}).all():
+                found[row.bundle_id, row.iri] = row
+            return found
+        # Two IN lists, not a row-value IN (which SQLite answers with a table scan);
+        # the few extra rows the two lists admit are dropped here.
+        wanted = set(pairs)
+        columns = (_N.c.bundle_id, _N.c.iri, _N.c.digest) if narrow else (_N,)
+        bundle_ids = sorted({b for b, _ in pairs})
+        iris = sorted({i for _, i in pairs})
+        for bundle_chunk in _chunks(bundle_ids, _CHUNK // 2):
             for iri_chunk in _chunks(iris, _CHUNK // 2):
-                query = sa.select(_N).where(
+                query = sa.select(*columns).where(
                     _N.c.bundle_id.in_(bundle_chunk), _N.c.iri.in_(iri_chunk)
                 )
                 for row in conn.execute(query):
@@ -759,49 +835,53 @@ class SQLStore:
                         found[row.bundle_id, row.iri] = row
         return found
 
-    def _stored_digests(self, conn: Connection, plans: dict[str, _BundlePlan]) -> dict[str, str]:
-        """Content digests of the batch's relation keys already stored, in bulk."""
-        keys = [key for plan in plans.values() for key in plan.relations]
+    def _stored_digests(self, conn: Connection, keys: list[str]) -> dict[str, str]:
+        """Content digests of the relation keys already stored, in bulk."""
+        if not keys:
+            return {}
+        if self.dialect == "postgresql":
+            param = sa.bindparam("keys", keys, type_=_TEXT_ARRAY)
+            query = sa.select(_R.c.key, _R.c.digest).where(_R.c.key == sa.any_(param))
+            return dict(conn.execute(query).all())
         stored: dict[str, str] = {}
         for chunk in _chunks(keys):
             query = sa.select(_R.c.key, _R.c.digest).where(_R.c.key.in_(chunk))
-            stored.update({k: d for k, d in conn.execute(query)})
+            stored.update(conn.execute(query).all())
         return stored
 
     def _insert_rows(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         """Insert rows known to be new (checked under the bundles' row locks).
 
-        PostgreSQL gets them through ``COPY … FROM STDIN``: an ``executemany`` of
-        INSERTs costs a statement per row on the server and is several times slower.
-        The rows' keys all contain a bundle id whose row this transaction has locked,
-        so no concurrent ingest can write the same keys (a duplicate would still fail
-        on the primary key and roll the batch back). SQLite's ``executemany`` is
-        already one prepared statement run in process.
+        JSON columns hold JSON text already (the row builders encode it once, for the
+        digest and the row alike). PostgreSQL gets the rows through ``COPY … FROM
+        STDIN``: an ``executemany`` of INSERTs costs a statement per row on the server
+        and is several times slower. The rows' keys all contain a bundle id whose row
+        this transaction has locked or created, so no concurrent ingest can write the
+        same keys (a duplicate would still fail on the primary key and roll the batch
+        back). SQLite's ``executemany`` is already one prepared statement run in process.
         """
         if not rows:
             return
         columns = list(rows[0])
-        json_columns = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
-        # JSON goes as text on both backends (PostgreSQL parses COPY text into JSONB).
-        encoders = [(name, name in json_columns) for name in columns]
+        pick = operator.itemgetter(*columns)
+        values = pick if len(columns) > 1 else lambda row: (pick(row),)
         quoted = ", ".join(f'"{name}"' for name in columns)
         if self.dialect != "postgresql":
             # The driver's executemany without SQLAlchemy's per-value bind processing,
             # which costs as much as SQLite's own work. Times are written in the text
             # form SQLAlchemy's SQLite DateTime stores and parses.
+            times = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, sa.DateTime)]
             marks = ", ".join("?" for _ in columns)
-            values = [
-                tuple(
-                    _to_json(row[n])
-                    if j
-                    else _sqlite_time(v)
-                    if type(v := row[n]) is datetime
-                    else v
-                    for n, j in encoders
-                )
-                for row in rows
-            ]
-            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks})', values)
+            data = [values(row) for row in rows]
+            if times:
+                data = [
+                    tuple(
+                        _sqlite_time(v) if i in times and v is not None else v
+                        for i, v in enumerate(item)
+                    )
+                    for item in data
+                ]
+            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks})', data)
             return
         import psycopg
 
@@ -811,7 +891,7 @@ class SQLStore:
             with cursor.copy(statement) as copy:
                 write = copy.write_row
                 for row in rows:
-                    write([_to_json(row[n]) if j else row[n] for n, j in encoders])
+                    write(values(row))
         except psycopg.Error as exc:
             # Through SQLAlchemy's own wrapper, so _errors translates it as any other.
             raise sa_exc.DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
@@ -819,17 +899,23 @@ class SQLStore:
             cursor.close()
 
     def _apply(self, conn: Connection, plans: dict[str, _BundlePlan]) -> IngestResult:
-        self._insert_missing_bundles(conn, plans)
-        # Lock the bundle rows in a fixed order: concurrent ingests into one bundle
-        # (PostgreSQL) then serialise, so positions and merges never interleave. The
-        # lookups below run after the locks, so they see what a writer before us
-        # committed.
-        locked = {}
-        for chunk in _chunks(sorted(plans)):
-            query = sa.select(_B).where(_B.c.id.in_(chunk)).order_by(_B.c.id).with_for_update()
-            locked.update({row.id: row for row in conn.execute(query)})
-        stored_nodes = self._stored_nodes(conn, plans)
-        stored_digests = self._stored_digests(conn, plans)
+        stored_bundles = self._lock_bundles(conn, plans)
+        # Only the bundles stored before can hold any of the batch's records.
+        pairs, keys, new_rows_of = [], [], {}
+        for bundle_id in stored_bundles:
+            plan = plans[bundle_id]
+            for iri, element in plan.elements.items():
+                row = _element_row(bundle_id, element)
+                new_rows_of[bundle_id, iri] = row
+                pairs.append((bundle_id, iri))
+            keys.extend(plan.relations)
+        stored_nodes = self._stored_node_rows(conn, pairs, narrow=True)
+        stored_digests = self._stored_digests(conn, keys)
+        # Full rows only where a description differs from the stored one (a merge).
+        differing = [
+            pair for pair, row in stored_nodes.items() if row.digest != new_rows_of[pair]["digest"]
+        ]
+        full_rows = self._stored_node_rows(conn, differing, narrow=False)
 
         inserted = unchanged = merged = 0
         new_nodes: list[dict[str, Any]] = []
@@ -839,9 +925,23 @@ class SQLStore:
         bundle_updates: list[dict[str, Any]] = []
 
         for bundle_id in sorted(plans):
-            plan, row = plans[bundle_id], locked[bundle_id]
-            position = row.next_position
+            plan, row = plans[bundle_id], stored_bundles.get(bundle_id)
+            if row is None:  # created by this transaction: every record is new
+                position = 0
+                for element in plan.elements.values():
+                    node_row = _element_row(bundle_id, element)
+                    node_row["position"] = position
+                    new_nodes.append(node_row)
+                    position += 1
+                for key, relation_row in plan.relations.items():
+                    relation_row["position"] = position
+                    new_relations.append(relation_row)
+                    new_edges.extend(plan.edges[key])
+                    position += 1
+                inserted += position
+                continue
 
+            position = row.next_position
             parent = _merge_parent(row.parent, plan.parent, bundle_id)
             namespaces = _merge_namespaces(
                 [tuple(p) for p in row.namespaces], plan.namespaces, bundle_id
@@ -856,22 +956,25 @@ class SQLStore:
 
             # Element descriptions: new, identical, or merged with the stored one.
             for iri, element in plan.elements.items():
+                new_row = new_rows_of[bundle_id, iri]
                 stored = stored_nodes.get((bundle_id, iri))
                 if stored is None:
-                    new_nodes.append({**_element_row(bundle_id, element), "position": position})
+                    new_row["position"] = position
+                    new_nodes.append(new_row)
                     position += 1
                     inserted += 1
                     continue
-                new_row = _element_row(bundle_id, element)
                 if new_row["digest"] == stored.digest:
                     unchanged += 1
                     continue
-                merged_row = _element_row(bundle_id, merge_elements(_element(stored), element))
+                full = full_rows[bundle_id, iri]
+                merged_row = _element_row(bundle_id, merge_elements(_element(full), element))
                 if merged_row["digest"] == stored.digest:
                     unchanged += 1
                     continue
                 merged_row["b_bundle_id"] = merged_row.pop("bundle_id")
                 merged_row["b_iri"] = merged_row.pop("iri")
+                merged_row["attributes"] = json.loads(merged_row["attributes"])
                 node_updates.append(merged_row)
                 merged += 1
 
@@ -879,7 +982,8 @@ class SQLStore:
             for key, relation_row in plan.relations.items():
                 digest = stored_digests.get(key)
                 if digest is None:
-                    new_relations.append({**relation_row, "position": position})
+                    relation_row["position"] = position
+                    new_relations.append(relation_row)
                     new_edges.extend(plan.edges[key])
                     position += 1
                     inserted += 1
@@ -922,7 +1026,7 @@ class SQLStore:
         # Every bundle of the batch is queued, even a replayed one: projecting is
         # idempotent, and a replay may be the very repair of a lost projection.
         now = _now()
-        conn.execute(sa.insert(_O), [{"bundle_id": b, "created": now} for b in sorted(plans)])
+        self._insert_rows(conn, _O, [{"bundle_id": b, "created": now} for b in sorted(plans)])
         return IngestResult(
             bundles=len(plans), inserted=inserted, unchanged=unchanged, merged=merged
         )
@@ -957,7 +1061,7 @@ class SQLStore:
             # Never analysed (-1), or at least doubled since the last ANALYZE.
             if count and count > estimates.get(name, -1):
                 # ANALYZE sees this transaction's own rows, so the new batch counts.
-                conn.exec_driver_sql(f"ANALYZE {name}")  # a name from our metadata
+                conn.exec_driver_sql(f"ANALYZE {_analysed_columns(name)}")
                 with self._statistics_lock:
                     self._unanalysed[name] = max(0, self._unanalysed[name] - count)
 
@@ -1030,56 +1134,59 @@ class SQLStore:
         for bundle_id in ids:
             yield self.get_bundle(bundle_id)
 
-    def nodes(self, iris: Iterable[str]) -> dict[str, Node]:
-        """The described elements among ``iris``, descriptions merged, in bundle-id order."""
+    def nodes(
+        self, iris: Iterable[str], *, connection: Connection | None = None
+    ) -> dict[str, Node]:
+        """The described elements among ``iris``, descriptions merged, in bundle-id order.
+
+        Args:
+            iris: the elements wanted; those no bundle describes are left out.
+            connection: an open :meth:`read` transaction to read in (the same snapshot
+                as the caller's other reads, and no second transaction); else one of
+                its own.
+        """
+        if connection is None:
+            with self._transaction() as conn:
+                return self.nodes(iris, connection=conn)
+        conn = connection
         wanted = sorted(set(iris))
+        # Per IRI: (first bundle, description) for each distinct content, and every
+        # bundle that describes it.
+        descriptions: dict[str, list[tuple[str, Element]]] = {}
         bundles_of: dict[str, list[str]] = {}
-        # The first bundle (in bundle-id order) holding each distinct description.
-        first_of: dict[tuple[str, str], str] = {}
-        with self._transaction() as conn:
-            # A shared element (a model, a raw file) can be described identically in
-            # thousands of bundles: read the narrow (iri, bundle, digest) rows of all
-            # of them, and the full row only once per distinct content. Merging a
-            # description again changes nothing, so the merge is the same.
-            query = sa.select(_N.c.iri, _N.c.bundle_id, _N.c.digest).order_by(
-                self._text_order(_N.c.bundle_id)
-            )
-            for chunk in _chunks(wanted):
-                # .all(): one fetch, not a driver call per row (thousands of rows)
-                rows = conn.execute(query.where(_N.c.iri.in_(chunk))).all()
-                for iri, bundle_id, digest in rows:
-                    bundles_of.setdefault(iri, []).append(bundle_id)
-                    first_of.setdefault((iri, digest), bundle_id)
-            pairs = sorted({(bundle_id, iri) for (iri, _), bundle_id in first_of.items()})
-            described: dict[tuple[str, str], Element] = {}
-            if self.dialect == "postgresql" and pairs:
-                # Two IN lists would make PostgreSQL probe the primary key for every
-                # (bundle, iri) combination; a join with the pairs probes each once.
-                query = sa.text(
-                    "SELECT n.* FROM nodes AS n JOIN unnest(CAST(:b AS text[]), "
-                    "CAST(:i AS text[])) AS w(b, i) ON n.bundle_id = w.b AND n.iri = w.i"
+        postgres = self.dialect == "postgresql"
+        # A shared element (a model, a raw file) can be described identically in
+        # thousands of bundles. The database groups the narrow (iri, bundle, digest)
+        # index entries by content and hands back one full row per distinct content
+        # (that of its first bundle), with the bundle ids as one array: one round
+        # trip and a row per description, not per bundle. Merging a description
+        # again changes nothing, so the merge is the same as over every bundle's.
+        chunks = [wanted] if postgres else list(_chunks(wanted))
+        for chunk in chunks:
+            if not chunk:
+                continue
+            if postgres:
+                query = sa.text(_DESCRIBE_POSTGRESQL)
+                rows = conn.execute(query, {"iris": list(chunk)}).all()
+            else:
+                query = (
+                    sa.text(_DESCRIBE_SQLITE)
+                    .bindparams(sa.bindparam("iris", expanding=True))
+                    .columns(attributes=models.JSONType)
                 )
-                bundle_ids, node_iris = zip(*pairs, strict=True)
-                params = {"b": list(bundle_ids), "i": list(node_iris)}
-                for row in conn.execute(query, params).all():
-                    described[row.bundle_id, row.iri] = _element(row)
-                pairs = []
-            # Two IN lists, not a row-value IN: SQLite answers (a, b) IN (VALUES …) with
-            # a scan of the whole table. The few extra rows the two lists admit are
-            # dropped here.
-            for chunk in _chunks(pairs, _CHUNK // 2):
-                wanted_pairs = set(chunk)
-                query = sa.select(_N).where(
-                    _N.c.bundle_id.in_(sorted({b for b, _ in chunk})),
-                    _N.c.iri.in_(sorted({i for _, i in chunk})),
-                )
-                for row in conn.execute(query):
-                    if (row.bundle_id, row.iri) in wanted_pairs:
-                        described[row.bundle_id, row.iri] = _element(row)
-        elements: dict[str, list[Element]] = {}
-        for (iri, _), bundle_id in first_of.items():  # in bundle order for each iri
-            elements.setdefault(iri, []).append(described[bundle_id, iri])
-        return {iri: _node(elements[iri], bundles_of[iri]) for iri in wanted if iri in bundles_of}
+                rows = conn.execute(query, {"iris": list(chunk)}).all()
+            for row in rows:
+                bundle_ids = row.bundle_ids if postgres else json.loads(row.bundle_ids)
+                descriptions.setdefault(row.iri, []).append((row.bundle_id, _element(row)))
+                bundles_of.setdefault(row.iri, []).extend(bundle_ids)
+        out = {}
+        for iri in wanted:
+            if iri not in descriptions:
+                continue
+            # Code point order, which is the order of the "C" collation (UTF-8 bytes).
+            ordered = sorted(descriptions[iri], key=lambda pair: pair[0])
+            out[iri] = _node([element for _, element in ordered], sorted(bundles_of[iri]))
+        return out
 
     def get_node(self, node_id: str) -> Node:
         """One element with its descriptions merged across bundles.
