@@ -19,7 +19,8 @@ Probes:
 - ``provml-hot``: the hot path alone: as ``provml-on`` but with a batch size above the
   chunk and a long schedule delay, so the exporter thread sleeps while the calls run
   and builds their records only at the flush between chunks.
-- ``provml-store``: as ``provml-on``, exporting to the embedded SQLite store.
+- ``provml-store``: as ``provml-on``, exporting to the embedded store (its inbox: the
+  store takes the batches in when it is next opened, not timed here).
 - ``provml-log_metric``: ``provml.log_metric`` inside an activity.
 - ``flowcept-task``: Flowcept's ``@flowcept_task`` no-op inside an offline ``Flowcept``.
 - ``mlflow-trace``: MLflow's function decorator, ``@mlflow.trace``, to a SQLite store.
