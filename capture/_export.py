@@ -321,10 +321,6 @@ class BatchExporter:
                 self._send(pending, count, force=True)
                 return True
             count += self._build_into(item, pending)
-            # Give the GIL back after each item: a job's thread that returns from numpy
-            # (or I/O) gets it within one item's work, not a whole switch interval (5 ms)
-            # of ours, so building records fills the job's GIL-free gaps.
-            time.sleep(0)
             if count >= self.batch_size:
                 self._send(pending, count, force=False)
                 pending, count = {}, 0
