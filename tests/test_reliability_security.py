@@ -245,6 +245,9 @@ TRUSTED_INTERPOLATIONS = {
     ("provml/store/sql.py", "_BUSY_TIMEOUT_MS"): "a module constant (an int)",
     ("provml/store/sql.py", "table.name"): "a table name from our SQLAlchemy metadata",
     ("provml/store/sql.py", "name"): "ANALYZE of a table name from our metadata",
+    ("provml/store/sql.py", "_analysed_columns(name)"): (
+        "ANALYZE of a table and its non-JSON columns, both named by our metadata"
+    ),
     ("provml/store/sql.py", "quoted"): "column names of rows our code builds, quoted",
     ("provml/store/sql.py", "marks"): "one '?' per column",
 }

@@ -569,6 +569,18 @@ def _missing_schema(exc: sa_exc.DBAPIError) -> bool:
     return "no such table" in text or "no such column" in text
 
 
+# The stored nodes rows of (bundle, IRI) pairs on PostgreSQL, narrow or whole: a join
+# with the pairs probes the primary key once per pair.
+_STORED_DIGESTS_SQL = (
+    "SELECT n.bundle_id, n.iri, n.digest FROM nodes AS n JOIN unnest(CAST(:b AS text[]), "
+    "CAST(:i AS text[])) AS w(b, i) ON n.bundle_id = w.b AND n.iri = w.i"
+)
+_STORED_ROWS_SQL = (
+    "SELECT n.* FROM nodes AS n JOIN unnest(CAST(:b AS text[]), "
+    "CAST(:i AS text[])) AS w(b, i) ON n.bundle_id = w.b AND n.iri = w.i"
+)
+
+
 def _analysed_columns(table_name: str) -> str:
     """``table (columns…)`` for ANALYZE: every column but the JSON ones.
 
@@ -810,11 +822,7 @@ class SQLStore:
         if self.dialect == "postgresql":
             # A join with the pairs probes the primary key once per pair, in one statement
             # whose text does not change with the batch (psycopg prepares it).
-            columns = "n.bundle_id, n.iri, n.digest" if narrow else "n.*"
-            query = sa.text(
-                f"SELECT {columns} FROM nodes AS n JOIN unnest(CAST(:b AS text[]), "
-                "CAST(:i AS text[])) AS w(b, i) ON n.bundle_id = w.b AND n.iri = w.i"
-            )
+            query = sa.text(_STORED_DIGESTS_SQL if narrow else _STORED_ROWS_SQL)
             bundle_ids, iris = zip(*pairs, strict=True)
             for row in conn.execute(query, {"b": list(bundle_ids), "i": list(iris)}).all():
                 found[row.bundle_id, row.iri] = row
