@@ -48,6 +48,11 @@ class Refused(Exception):
     """The destination understood the batch and will never take it."""
 
 
+def wire_batch(bundles: Sequence[Bundle], records: int) -> dict[str, Any]:
+    """A batch as the spool and the inbox keep it: ``{"records": n, "bundles": [...]}``."""
+    return {"records": records, "bundles": [bundle_to_dict(b) for b in bundles]}
+
+
 def _describe(destination: Any) -> str:
     describe = getattr(destination, "describe", None)
     return describe() if callable(describe) else type(destination).__name__
@@ -110,12 +115,8 @@ class InboxDestination:
         return f"the inbox of the embedded store {self.directory}"
 
     def export(self, bundles: Sequence[Bundle]) -> None:
-        payload = {
-            "records": sum(len(b.records) for b in bundles),
-            "bundles": [bundle_to_dict(b) for b in bundles],
-        }
         try:
-            inbox.write(self.directory, payload)
+            inbox.write(self.directory, wire_batch(bundles, sum(len(b.records) for b in bundles)))
         except OSError as exc:
             raise StoreUnavailable(f"cannot write {self.directory}: {exc}") from exc
 
@@ -423,9 +424,8 @@ class BatchExporter:
         if self.spool is None:
             self.counters.drop("destination unavailable and no spool", count)
             return
-        payload = {"records": count, "bundles": [bundle_to_dict(b) for b in bundles]}
         try:
-            self.spool.append(payload)
+            self.spool.append(wire_batch(bundles, count))
         except OSError as exc:
             reason = f"spool unwritable ({exc.strerror or type(exc).__name__})"
             # One line for the cause: what failed, and that batches are now dropped.
