@@ -214,13 +214,29 @@ class Server:
         self.log.close()
 
 
+def run_clients(work, clients: int) -> float:
+    """Seconds for ``clients`` threads running ``work``; the first error it recorded is raised.
+
+    ``work(errors)`` appends a message to ``errors`` for every call that failed.
+    """
+    errors: list[str] = []
+    threads = [threading.Thread(target=work, args=(errors,)) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(errors[0])
+    return time.perf_counter() - started
+
+
 def http_ingest(url: str, payloads: list[bytes], clients: int = 4) -> float:
     """Seconds to POST every payload with ``clients`` concurrent connections."""
     queue = list(reversed(payloads))
     lock = threading.Lock()
-    errors: list[str] = []
 
-    def client() -> None:
+    def client(errors: list[str]) -> None:
         with httpx.Client(timeout=300) as http:
             while True:
                 with lock:
@@ -235,15 +251,7 @@ def http_ingest(url: str, payloads: list[bytes], clients: int = 4) -> float:
                 if response.status_code != 200:
                     errors.append(response.text[:200])
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise RuntimeError(errors[0])
-    return time.perf_counter() - started
+    return run_clients(client, clients)
 
 
 def copy_ingest(dsn: str, bundles: list[Bundle]) -> float:
@@ -348,9 +356,8 @@ def mlflow_ingest(url: str, batches_of: list[int], clients: int = 4) -> tuple[fl
     ]
     queue = list(reversed(work))
     lock = threading.Lock()
-    errors: list[str] = []
 
-    def worker() -> None:
+    def worker(errors: list[str]) -> None:
         mine = MlflowClient(tracking_uri=url)
         while True:
             with lock:
@@ -363,15 +370,7 @@ def mlflow_ingest(url: str, batches_of: list[int], clients: int = 4) -> tuple[fl
             except Exception as exc:
                 errors.append(str(exc)[:200])
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise RuntimeError(errors[0])
-    return time.perf_counter() - started, sum(batches_of)
+    return run_clients(worker, clients), sum(batches_of)
 
 
 class RdflibEndpoint:
