@@ -104,12 +104,12 @@ EXIT_JOB = textwrap.dedent(
 )
 
 
-def test_the_exit_hook_gives_up_in_time_spools_what_it_holds_and_says_where(tmp_path):
-    # Accepts connections (the kernel's backlog) and never answers: the worst endpoint.
+def run_exit_job_against_a_silent_endpoint(tmp_path: Path, spool: Path):
+    """Run EXIT_JOB against an endpoint that accepts connections (the kernel's backlog)
+    and never answers, the worst kind; its result and the time it exited."""
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(64)
-    spool = tmp_path / "spool"
     job = tmp_path / "exit_job.py"
     job.write_text(EXIT_JOB)
     try:
@@ -120,9 +120,14 @@ def test_the_exit_hook_gives_up_in_time_spools_what_it_holds_and_says_where(tmp_
             timeout=60,
             cwd=tmp_path,
         )
-        exited = time.monotonic()
+        return done, time.monotonic()
     finally:
         silent.close()
+
+
+def test_the_exit_hook_gives_up_in_time_spools_what_it_holds_and_says_where(tmp_path):
+    spool = tmp_path / "spool"
+    done, exited = run_exit_job_against_a_silent_endpoint(tmp_path, spool)
     assert done.returncode == 0, done.stderr
     job_done = float(done.stdout.split()[-1])
     exit_seconds = exited - job_done
@@ -145,22 +150,9 @@ def test_the_exit_hook_gives_up_in_time_spools_what_it_holds_and_says_where(tmp_
 def test_records_spooled_at_a_stuck_exit_arrive_once_with_the_next_process(tmp_path):
     from test_capture_export import Collector
 
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(64)
     spool = tmp_path / "spool"
-    job = tmp_path / "exit_job.py"
-    job.write_text(EXIT_JOB)
-    try:
-        subprocess.run(
-            [sys.executable, str(job), f"http://127.0.0.1:{silent.getsockname()[1]}", str(spool)],
-            capture_output=True,
-            timeout=60,
-            cwd=tmp_path,
-            check=True,
-        )
-    finally:
-        silent.close()
+    done, _ = run_exit_job_against_a_silent_endpoint(tmp_path, spool)
+    assert done.returncode == 0, done.stderr
     collector = Collector()
     try:
         replay = subprocess.run(
