@@ -188,12 +188,10 @@ def _bundle_quads(bundle: Bundle) -> list[pyoxigraph.Quad]:
     """The quads of one bundle: its PROV-O triples in the graph named by the bundle IRI.
 
     Besides the triples of :func:`provml.prov_io.bundle_to_rdf`, every qualified
-    relation also gets its binary triple (see :func:`_with_unqualified_forms`).
-
-    Blank nodes get labels from RDFC-1.0 canonicalisation, prefixed with a digest of
-    the bundle IRI: projecting a bundle twice gives the very same quads (so rebuilt and
-    incrementally projected stores compare equal), and two bundles never share a blank
-    node.
+    relation also gets its binary triple (see :func:`_with_unqualified_forms`). Blank
+    nodes are labelled by their content (see :func:`_label_blank_nodes`), so the quads of
+    a bundle are the union of the quads of any split of its records: the projector adds
+    what a batch changed and reaches the very store a rebuild makes.
     """
     from provml.prov_io import bundle_to_rdf
 
@@ -213,16 +211,60 @@ def _bundle_quads(bundle: Bundle) -> list[pyoxigraph.Quad]:
     )
     if not blank_nodes:
         return quads
-    dataset = ox.Dataset(quads)
-    dataset.canonicalize(ox.CanonicalizationAlgorithm.RDFC_1_0)
-    scope = "b" + hashlib.sha256(bundle.id.encode()).hexdigest()[:16] + "_"
+    return _label_blank_nodes(quads, "b" + hashlib.sha256(bundle.id.encode()).hexdigest()[:16])
 
-    def relabel(term: Any) -> Any:
-        return ox.BlankNode(scope + term.value) if isinstance(term, ox.BlankNode) else term
 
-    return [
-        ox.Quad(relabel(q.subject), q.predicate, relabel(q.object), graph_name) for q in dataset
-    ]
+def _label_blank_nodes(quads: list[Any], scope: str) -> list[Any]:
+    """Give blank nodes labels that depend only on what the quads say about them.
+
+    The quads that touch blank nodes fall into components (blank nodes joined by a
+    quad), each the qualified form of one record (``:a prov:qualifiedUsage _:u .
+    _:u prov:entity :e ; prov:atTime …``). A component is canonicalised on its own
+    (RDFC-1.0) and its labels are prefixed with ``scope`` (the bundle: two bundles never
+    share a blank node) and a digest of its canonical quads. A record's blank nodes
+    are then labelled alike whichever other records are converted with it, and two
+    components get one label only when they say the same thing.
+    """
+    ox = _ox()
+    blank = ox.BlankNode
+    parent: dict[Any, Any] = {}
+
+    def root(node: Any) -> Any:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for quad in quads:
+        for term in (quad.subject, quad.object):
+            if isinstance(term, blank):
+                parent.setdefault(term, term)
+        if isinstance(quad.subject, blank) and isinstance(quad.object, blank):
+            a, b = root(quad.subject), root(quad.object)
+            if a != b:
+                parent[a] = b
+    components: dict[Any, list[Any]] = {}
+    out = []
+    for quad in quads:
+        term = quad.subject if isinstance(quad.subject, blank) else quad.object
+        if isinstance(term, blank):
+            components.setdefault(root(term), []).append(quad)
+        else:
+            out.append(quad)
+    for component in components.values():
+        dataset = ox.Dataset(component)
+        dataset.canonicalize(ox.CanonicalizationAlgorithm.RDFC_1_0)
+        canonical = sorted(str(quad) for quad in dataset)
+        prefix = f"{scope}_{hashlib.sha256(chr(10).join(canonical).encode()).hexdigest()[:16]}_"
+
+        def relabel(term: Any, prefix: str = prefix) -> Any:
+            return blank(prefix + term.value) if isinstance(term, blank) else term
+
+        out.extend(
+            ox.Quad(relabel(q.subject), q.predicate, relabel(q.object), q.graph_name)
+            for q in dataset
+        )
+    return out
 
 
 _XSD_INTEGERS = {
@@ -655,13 +697,17 @@ class RDFStore:
             )
 
     def project(self, record_store: ProjectionSource, *, limit: int = 1000) -> int:
-        """Catch up with the SQL outbox: re-project the bundles of up to ``limit`` rows.
+        """Catch up with the SQL outbox: project what up to ``limit`` rows changed.
 
-        Each pending bundle's named graph is made equal to the quads of its current SQL
-        content (a bundle gone from SQL loses its graph), then the outbox rows are
-        marked done. A crash before the marking only means the same bundles are
-        projected again next time, which gives the same quads. A store that
-        :attr:`needs_rebuild` is rebuilt instead.
+        An ingest only ever adds to a bundle (new records, element descriptions merged
+        into a union), and a bundle's quads are the union of its records' quads (see
+        :func:`_bundle_quads`). So for most rows the quads of the records they name are
+        added, and the work is that of the batch, not of the bundle it joined. A row
+        that names the whole bundle (a replay, changed bundle metadata) makes its named
+        graph equal to the quads of its current SQL content (a bundle gone from SQL
+        loses its graph). Then the outbox rows are marked done. A crash before the
+        marking only means the same records are projected again next time, which
+        gives the same quads. A store that :attr:`needs_rebuild` is rebuilt instead.
 
         Readers never see a bundle vanish while it is replaced: the new quads go in
         first (one transaction), then the quads no longer true come out.
@@ -676,27 +722,44 @@ class RDFStore:
         rows = record_store.outbox_pending(limit)
         if not rows:
             return 0
-        bundle_ids = list(dict.fromkeys(bundle_id for _, bundle_id in rows))
+        # Per bundle: None (project it whole) or the earliest new position and the
+        # merged elements of its rows in this batch (earlier rows are projected).
+        changes: dict[str, tuple[int, set[str]] | None] = {}
+        for row in rows:
+            known = changes.get(row.bundle_id, (row.from_position or 0, set()))
+            if row.from_position is None or known is None:
+                changes[row.bundle_id] = None
+            else:
+                changes[row.bundle_id] = (
+                    min(known[0], row.from_position),
+                    known[1] | set(row.merged),
+                )
         writes = 0
         with self._lock:
-            # One bundle at a time: the working set (the bundle as prov objects, rdflib
-            # triples, quads and a scratch store) is then that of one bundle. Holding
-            # every bundle of the batch at once made it grow with everything stored:
-            # under a steady ingest into a few long runs, each batch touches all of them.
-            for bundle_id in bundle_ids:
+            # One bundle at a time: the working set (the records as prov objects,
+            # rdflib triples, quads and a scratch store) is then that of one bundle's
+            # changes.
+            for bundle_id, change in changes.items():
                 try:
-                    quads = _bundle_quads(record_store.get_bundle(bundle_id))
+                    if change is None:
+                        quads = _bundle_quads(record_store.get_bundle(bundle_id))
+                        writes += self._replace_graph(bundle_id, quads)
+                        continue
+                    first, merged = change
+                    part = record_store.bundle_changes(bundle_id, first, sorted(merged))
                 except NotFound:
-                    quads = []  # deleted since: its graph goes
-                writes += self._replace_graph(bundle_id, quads)
-                del quads
+                    writes += self._replace_graph(bundle_id, [])  # deleted since: it goes
+                    continue
+                quads = _bundle_quads(part)
+                self._store.extend(quads)  # one transaction; a quad already there stays one
+                writes += len(quads)
             self._generation += 1
             self._flush_if_due(writes)
-        record_store.outbox_done([seq for seq, _ in rows])
+        record_store.outbox_done([row.seq for row in rows])
         _log.debug(
-            "projected %d bundle(s) into the RDF store (%d quads written)", len(bundle_ids), writes
+            "projected %d bundle(s) into the RDF store (%d quads written)", len(changes), writes
         )
-        return len(bundle_ids)
+        return len(changes)
 
     def _flush_if_due(self, writes: int) -> None:
         """Flush RocksDB's memtables once ``_FLUSH_AFTER_WRITES`` quads were written.
@@ -761,7 +824,7 @@ class RDFStore:
     ) -> tuple[int, int]:
         # Outbox rows pending now are covered by this rebuild; rows that arrive during
         # it stay pending and are projected (again, harmlessly) by the next project().
-        pending = [seq for seq, _ in record_store.outbox_pending(_ALL_PENDING)]
+        pending = [row.seq for row in record_store.outbox_pending(_ALL_PENDING)]
         done = 0
 
         def all_quads() -> Iterator[Any]:

@@ -324,6 +324,95 @@ def test_rebuild_gives_the_same_quads_as_incremental_projection(store):
     assert incremental.checksum() == rebuilt.checksum()
 
 
+def long_run_batches(run: str, batches: int, per_batch: int) -> list[Bundle]:
+    """One training run's bundle as its exporter sends it: many batches, merges included.
+
+    The activity is described at its start and again at its end (the second description
+    merges into the first); every batch has qualified relations (times, attributes, an
+    id), so blank nodes, merged elements and shortcut triples all occur.
+    """
+    bundle, activity = f"{B}bundle/{run}", f"{B}run/{run}"
+    out = [
+        Bundle(
+            bundle,
+            (
+                Element(
+                    "activity",
+                    activity,
+                    ((PROV_TYPE, Ref(ml("TrainingExecution"))),),
+                    start_time=T0,
+                ),
+            ),
+        )
+    ]
+    for n in range(batches):
+        records: list = []
+        for i in range(per_batch):
+            metric = f"{B}metric/{run}/{n}/{i}"
+            records += [
+                Element(
+                    "entity",
+                    metric,
+                    ((PROV_TYPE, Ref(ml("ModelEvaluation"))), (PROV_LABEL, f"loss {n}.{i}")),
+                ),
+                Relation(
+                    "wasGeneratedBy",
+                    metric,
+                    activity,
+                    time=T0,
+                    attributes=((B + "step", n * per_batch + i),),
+                ),
+                Relation("used", activity, f"{B}data/shard/{i}", time=T0),
+            ]
+        records.append(
+            Relation("wasAssociatedWith", activity, f"{B}agent/{n}", id=f"{B}assoc/{run}/{n}")
+        )
+        out.append(Bundle(bundle, tuple(records)))
+    end = Element("activity", activity, ((B + "status", "completed"),), end_time=T0)
+    out.append(Bundle(bundle, (end,)))
+    return out
+
+
+def test_a_bundle_sent_in_many_batches_is_projected_batch_by_batch_as_a_rebuild_gives_it(store):
+    """The projector adds the quads of each batch's records, not of the whole bundle
+    the batch joined, and reaches the store that a rebuild makes."""
+    fetched: list[int] = []
+
+    class Recording:
+        """The SQL store, counting the records each projection reads."""
+
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def bundle_changes(self, bundle_id, from_position, merged=()):
+            part = store.bundle_changes(bundle_id, from_position, merged)
+            fetched.append(len(part.records))
+            return part
+
+        def get_bundle(self, bundle_id):
+            raise AssertionError(f"{bundle_id} was projected whole")
+
+    rdf = RDFStore.open()
+    one, two = long_run_batches("one", 12, 5), long_run_batches("two", 12, 5)
+    for a, b in zip(one, two, strict=True):
+        store.ingest([a])
+        store.ingest([b])
+        assert rdf.project(Recording(), limit=2) == 2  # both bundles, one batch each
+    assert rdf.project(Recording()) == 0
+    batch_sizes = sorted({len(b.records) for b in one})
+    assert max(fetched) == max(batch_sizes)  # never the bundle (~200 records) at once
+    activity = one[-1].records[0].id  # described at its start, then merged at its end
+    merged = rdf.query(
+        f"""ASK {{ GRAPH <{one[0].id}> {{ <{activity}> <{B}status> "completed" ;
+                                         prov:startedAtTime ?start ; prov:endedAtTime ?end }} }}"""
+    )
+    assert merged.boolean
+    rebuilt = RDFStore.open()
+    rebuilt.rebuild(store)
+    assert rebuilt.count() == rdf.count() > 0
+    assert rebuilt.checksum() == rdf.checksum()
+
+
 def test_a_new_on_disk_store_is_rebuilt_from_sql_on_first_projection(store, tmp_path):
     store.ingest([curation_bundle(), training_bundle()])
     first = RDFStore.open()

@@ -343,11 +343,39 @@ def test_each_ingest_queues_its_bundles_for_the_projector_until_done(store):
     store.ingest([small_bundle("bundle/a"), small_bundle("bundle/b")])
     store.ingest([small_bundle("bundle/a")])
     pending = store.outbox_pending()
-    assert [bundle for _, bundle in pending] == [EX + "bundle/a", EX + "bundle/b", EX + "bundle/a"]
-    assert [seq for seq, _ in pending] == sorted(seq for seq, _ in pending)
-    store.outbox_done([pending[0][0], pending[1][0]])
+    assert [row.bundle_id for row in pending] == [EX + "bundle/a", EX + "bundle/b", EX + "bundle/a"]
+    assert [row.seq for row in pending] == sorted(row.seq for row in pending)
+    # New bundles: every record from position 0 on; the replay: the whole bundle again.
+    assert [(row.from_position, row.merged) for row in pending] == [(0, ()), (0, ()), (None, ())]
+    store.outbox_done([pending[0].seq, pending[1].seq])
     assert store.outbox_pending() == pending[2:]
     assert store.outbox_pending(limit=0) == []
+
+
+def test_an_outbox_row_names_the_records_its_ingest_added_or_merged(store):
+    store.ingest([small_bundle("bundle/a", entity("a/1"), entity("a/2", (PROV_LABEL, "two")))])
+    grown = small_bundle(
+        "bundle/a",
+        entity("a/2", (PROV_LABEL, "second")),  # a merge: the description grows
+        entity("a/3"),
+        Relation("used", EX + "a/3", EX + "a/1"),
+    )
+    store.ingest([grown])
+    store.ingest([small_bundle("bundle/a", entity("a/2", (PROV_LABEL, "second")))])  # replay
+    pending = store.outbox_pending()
+    assert [(row.from_position, row.merged) for row in pending] == [
+        (0, ()),
+        (2, (EX + "a/2",)),
+        (None, ()),
+    ]
+    part = store.bundle_changes(EX + "bundle/a", 2, [EX + "a/2"])
+    whole = store.get_bundle(EX + "bundle/a")
+    assert part.records == whole.records[1:]  # a/2 as merged now, a/3 and the relation
+    assert part.records[0].attributes == ((PROV_LABEL, "two"), (PROV_LABEL, "second"))
+    assert (part.namespaces, part.attributes) == (whole.namespaces, whole.attributes)
+    assert store.bundle_changes(EX + "bundle/a", 3).records == whole.records[3:]  # the relation
+    with pytest.raises(NotFound):
+        store.bundle_changes(EX + "bundle/none", 0)
 
 
 def test_a_refused_batch_queues_nothing(store):

@@ -128,7 +128,7 @@ def test_a_failure_after_the_rows_are_copied_stores_nothing(store, monkeypatch):
     monkeypatch.undo()
     assert store.checksum() == before
     assert [b.id for b in store.list_bundles()] == [EX + "bundle/0", EX + "bundle/1"]
-    assert [bundle for _, bundle in store.outbox_pending()] == [EX + "bundle/0", EX + "bundle/1"]
+    assert [row.bundle_id for row in store.outbox_pending()] == [EX + "bundle/0", EX + "bundle/1"]
     result = store.ingest(workflows(42))
     assert result.inserted == sum(len(b.records) for b in workflows(40, start=2))
 

@@ -31,6 +31,21 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One pending outbox row: what an ingest changed in one bundle.
+
+    ``from_position`` is ``None`` when the whole bundle is to be projected again; else
+    the bundle's records from that position on are new, and the elements named in
+    ``merged`` have a description that grew (they keep their position).
+    """
+
+    seq: int
+    bundle_id: str
+    from_position: int | None = None
+    merged: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class BundleInfo:
     id: str
     parent: str | None
@@ -133,10 +148,17 @@ class ProjectionSource(Protocol):
 
     def get_bundle(self, bundle_id: str) -> Bundle: ...
 
+    def bundle_changes(
+        self, bundle_id: str, from_position: int, merged: Sequence[str] = ()
+    ) -> Bundle:
+        """The bundle with only its records from ``from_position`` on and the elements
+        named in ``merged`` (as stored now); its metadata whole."""
+        ...
+
     def iter_bundles(self) -> Iterator[Bundle]: ...
 
-    def outbox_pending(self, limit: int = 1000) -> list[tuple[int, str]]:
-        """Up to ``limit`` pending rows ``(seq, bundle_id)``, oldest first."""
+    def outbox_pending(self, limit: int = 1000) -> list[OutboxEntry]:
+        """Up to ``limit`` pending rows, oldest first."""
         ...
 
     def outbox_done(self, seqs: Sequence[int]) -> None:

@@ -17,7 +17,9 @@ Tables:
   the main ``subject → object`` edge, plus the edges that a relation's extra arguments
   imply (an activity depends on the plan it followed, a derived entity on the activity
   that derived it). The lineage walk reads only this narrow table.
-* ``outbox`` — one row per bundle per ingest, until the RDF projector has projected it.
+* ``outbox`` — one row per bundle per ingest, until the RDF projector has projected it:
+  which of the bundle's records changed (those from ``from_position`` on, and the
+  elements named in ``merged``), or, where ``from_position`` is NULL, the whole bundle.
 
 Times keep their exact ISO 8601 text (any offset, or none) for round trips, plus a
 naive-UTC ``…_utc`` column that sorts and compares on both backends.
@@ -77,13 +79,15 @@ nodes = sa.Table(
     sa.Column("digest", sa.String(DIGEST_LENGTH), nullable=False),
     # Covering: which bundles describe an element, with which content, index-only.
     sa.Index("ix_nodes_iri_bundle_id_digest", "iri", "bundle_id", "digest"),
+    # The records a batch added to a bundle, for the RDF projector.
+    sa.Index("ix_nodes_bundle_id_position", "bundle_id", "position"),
 )
 
 relations = sa.Table(
     "relations",
     metadata,
     sa.Column("key", sa.String(DIGEST_LENGTH), primary_key=True),
-    sa.Column("bundle_id", sa.Text(), sa.ForeignKey("bundles.id"), nullable=False, index=True),
+    sa.Column("bundle_id", sa.Text(), sa.ForeignKey("bundles.id"), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False, index=True),
     sa.Column("rel_id", sa.Text(), nullable=True),
     sa.Column("subject", sa.Text(), nullable=True),
@@ -94,6 +98,8 @@ relations = sa.Table(
     sa.Column("attributes", JSONType, nullable=False),
     sa.Column("position", sa.BigInteger(), nullable=False),
     sa.Column("digest", sa.String(DIGEST_LENGTH), nullable=False),
+    # A bundle's relations, and those a batch added to it (for the RDF projector).
+    sa.Index("ix_relations_bundle_id_position", "bundle_id", "position"),
 )
 
 lineage_edges = sa.Table(
@@ -133,6 +139,11 @@ outbox = sa.Table(
     sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
     sa.Column("bundle_id", sa.Text(), sa.ForeignKey("bundles.id"), nullable=False),
     sa.Column("created", sa.DateTime(), nullable=False),
+    # The bundle's next_position before the ingest: its records from here on are new.
+    # NULL: project the whole bundle (a replay, changed bundle metadata, a row written
+    # before migration 0003).
+    sa.Column("from_position", sa.BigInteger(), nullable=True),
+    sa.Column("merged", JSONType, nullable=True),  # [iri, …]: elements whose description grew
 )
 
 __all__ = [

@@ -66,7 +66,7 @@ from provml.records import (
     merge_elements,
 )
 from provml.store import models
-from provml.store.base import BundleInfo, IngestResult, Node
+from provml.store.base import BundleInfo, IngestResult, Node, OutboxEntry
 from provml.vocab import RELATIONS
 
 __all__ = [
@@ -931,10 +931,15 @@ class SQLStore:
         new_relations: list[dict[str, Any]] = []
         new_edges: list[dict[str, str]] = []
         bundle_updates: list[dict[str, Any]] = []
+        outbox_rows: list[dict[str, Any]] = []
+        now = _now()
 
         for bundle_id in sorted(plans):
             plan, row = plans[bundle_id], stored_bundles.get(bundle_id)
             if row is None:  # created by this transaction: every record is new
+                outbox_rows.append(
+                    {"bundle_id": bundle_id, "created": now, "from_position": 0, "merged": "[]"}
+                )
                 position = 0
                 for element in plan.elements.values():
                     node_row = _element_row(bundle_id, element)
@@ -963,6 +968,7 @@ class SQLStore:
             )
 
             # Element descriptions: new, identical, or merged with the stored one.
+            merged_iris: list[str] = []
             for iri, element in plan.elements.items():
                 new_row = new_rows_of[bundle_id, iri]
                 stored = stored_nodes.get((bundle_id, iri))
@@ -984,6 +990,7 @@ class SQLStore:
                 merged_row["b_iri"] = merged_row.pop("iri")
                 merged_row["attributes"] = json.loads(merged_row["attributes"])
                 node_updates.append(merged_row)
+                merged_iris.append(iri)
                 merged += 1
 
             # Relations: keyed by id (or content), so a stored key means a replay.
@@ -1006,6 +1013,19 @@ class SQLStore:
                         field="id",
                     )
 
+            # The projector adds the quads of what changed. It re-projects the whole
+            # bundle where the metadata changed, and on a pure replay: that may be
+            # the very repair of a lost projection.
+            changed = position != row.next_position or merged_iris
+            whole = meta_changed or not changed
+            outbox_rows.append(
+                {
+                    "bundle_id": bundle_id,
+                    "created": now,
+                    "from_position": None if whole else row.next_position,
+                    "merged": None if whole else json.dumps(merged_iris),  # JSON text
+                }
+            )
             if position != row.next_position or meta_changed:
                 bundle_updates.append(
                     {
@@ -1031,10 +1051,8 @@ class SQLStore:
         self._refresh_statistics(
             conn, {_N: len(new_nodes), _R: len(new_relations), _E: len(new_edges)}
         )
-        # Every bundle of the batch is queued, even a replayed one: projecting is
-        # idempotent, and a replay may be the very repair of a lost projection.
-        now = _now()
-        self._insert_rows(conn, _O, [{"bundle_id": b, "created": now} for b in sorted(plans)])
+        # Every bundle of the batch is queued, even a replayed one (see above).
+        self._insert_rows(conn, _O, outbox_rows)
         return IngestResult(
             bundles=len(plans), inserted=inserted, unchanged=unchanged, merged=merged
         )
@@ -1075,17 +1093,28 @@ class SQLStore:
 
     # ---------------------------------------------------------------------- reads
 
-    def _read_bundle(self, conn: Connection, bundle_id: str) -> Bundle:
+    def _read_bundle(
+        self,
+        conn: Connection,
+        bundle_id: str,
+        from_position: int = 0,
+        merged: Sequence[str] = (),
+    ) -> Bundle:
         row = conn.execute(sa.select(_B).where(_B.c.id == bundle_id)).first()
         if row is None:
             raise NotFound(f"no bundle {bundle_id} in the store", bundle=bundle_id)
+        wanted_nodes = _N.c.bundle_id == bundle_id
+        if from_position:
+            changed = _N.c.position >= from_position
+            if merged:
+                changed = changed | _N.c.iri.in_(sorted(set(merged)))
+            wanted_nodes = wanted_nodes & changed
         positioned: list[tuple[int, Record]] = [
-            (r.position, _element(r))
-            for r in conn.execute(sa.select(_N).where(_N.c.bundle_id == bundle_id))
+            (r.position, _element(r)) for r in conn.execute(sa.select(_N).where(wanted_nodes))
         ]
+        wanted_relations = (_R.c.bundle_id == bundle_id) & (_R.c.position >= from_position)
         positioned.extend(
-            (r.position, _relation(r))
-            for r in conn.execute(sa.select(_R).where(_R.c.bundle_id == bundle_id))
+            (r.position, _relation(r)) for r in conn.execute(sa.select(_R).where(wanted_relations))
         )
         positioned.sort(key=lambda pair: pair[0])
         return Bundle(
@@ -1095,6 +1124,13 @@ class SQLStore:
             parent=row.parent,
             attributes=decode_stored_attributes(row.attributes, row.id),
         )
+
+    def bundle_changes(
+        self, bundle_id: str, from_position: int, merged: Sequence[str] = ()
+    ) -> Bundle:
+        """The bundle with only the records an outbox row names (see ``OutboxEntry``)."""
+        with self._transaction() as conn:
+            return self._read_bundle(conn, bundle_id, from_position, merged)
 
     def get_bundle(self, bundle_id: str) -> Bundle:
         """The bundle with every record stored in it, in arrival order.
@@ -1274,11 +1310,18 @@ class SQLStore:
 
     # --------------------------------------------------------------------- outbox
 
-    def outbox_pending(self, limit: int = 1000) -> list[tuple[int, str]]:
-        """The oldest outbox entries, as ``(seq, bundle_id)``, for the RDF projector."""
-        query = sa.select(_O.c.seq, _O.c.bundle_id).order_by(_O.c.seq).limit(limit)
+    def outbox_pending(self, limit: int = 1000) -> list[OutboxEntry]:
+        """The oldest outbox entries, for the RDF projector."""
+        query = (
+            sa.select(_O.c.seq, _O.c.bundle_id, _O.c.from_position, _O.c.merged)
+            .order_by(_O.c.seq)
+            .limit(limit)
+        )
         with self._transaction() as conn:
-            return [(seq, bundle_id) for seq, bundle_id in conn.execute(query)]
+            return [
+                OutboxEntry(seq, bundle_id, from_position, tuple(merged or ()))
+                for seq, bundle_id, from_position, merged in conn.execute(query)
+            ]
 
     def outbox_done(self, seqs: Iterable[int]) -> None:
         """Remove outbox entries the projector has applied."""
