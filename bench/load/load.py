@@ -279,8 +279,15 @@ def run_load(
             time.sleep(0.5)
         elapsed = time.monotonic() - started
         ingest_samples = len(samples)
-        # A read-only tail: the readers go on alone, so memory that grows per request
-        # (a leak) shows apart from memory that grows with the data (the RDF store).
+        # The projector catches up with the last batches (the readers go on)...
+        pending = 1
+        wait_until = time.monotonic() + 60
+        while pending and time.monotonic() < wait_until:
+            pending = httpx.get(url + "/readyz").json()["sql"]["outbox_pending"]
+            time.sleep(0.2)
+        caught_up = time.monotonic() - started - elapsed
+        # ...then a read-only tail: the readers go on alone, so memory that grows per
+        # request (a leak) shows apart from memory that grows with the data.
         tail_started = time.monotonic()
         while time.monotonic() - tail_started < read_tail:
             samples.append((time.monotonic() - started, rss_kib(server.pid), 0))
@@ -289,11 +296,6 @@ def run_load(
         for thread in threads:
             thread.join(30)
         reports = [json.loads(o.read_text()) if o.exists() else {} for o in outs]
-        pending = 1
-        wait_until = time.monotonic() + 60
-        while pending and time.monotonic() < wait_until:
-            pending = httpx.get(url + "/readyz").json()["sql"]["outbox_pending"]
-            time.sleep(0.2)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -334,6 +336,7 @@ def run_load(
         "reader_error_count": sum(len(r.errors) for r in readers),
         "records_per_s": round(captured / elapsed, 1) if elapsed else 0,
         "outbox_pending_after": pending,
+        "projection_caught_up_after_s": round(caught_up, 1),
         "rss_samples": len(rss),
         "rss_mib_first": round(rss[0] / 1024, 1) if rss else 0,
         "rss_mib_q2_median": round(q2 / 1024, 1),
