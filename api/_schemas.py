@@ -82,6 +82,16 @@ class NodeView(BaseModel):
     distance: int | None = None
 
 
+class LineageNodeView(NodeView):
+    """A node of a lineage answer: ``bundles`` lists the first ``max_bundles`` only."""
+
+    bundles: list[str] = Field(
+        description="the first max_bundles bundles that describe the node, in code-point "
+        "order (all of them: GET /api/v1/node?id=)"
+    )
+    bundle_count: int = Field(description="how many bundles describe the node")
+
+
 class EdgeView(BaseModel):
     kind: str
     subject: str
@@ -108,7 +118,9 @@ class LineageView(BaseModel):
     truncated: bool
     node_count: int = Field(description="nodes reached, the root included")
     edge_count: int = Field(description="relations walked")
-    nodes: list[NodeView] | None = Field(default=None, description="left out with summary=true")
+    nodes: list[LineageNodeView] | None = Field(
+        default=None, description="left out with summary=true"
+    )
     edges: list[EdgeView] | None = Field(default=None, description="left out with summary=true")
     as_of: str | None = None
     affected: dict[str, list[str]] | None = Field(

@@ -578,6 +578,7 @@ def main() -> None:
         raw = EX + "raw/0.segy"
         rng = random.Random(1)
         sizes_seen: list[int] = []
+        bytes_seen: list[int] = []
         for label, server in (("PostgreSQL", pg), ("SQLite", lite)):
 
             def up_call(s=server) -> None:
@@ -588,6 +589,7 @@ def main() -> None:
                 )
                 response.raise_for_status()
                 sizes_seen.append(len(response.json()["nodes"]))
+                bytes_seen.append(len(response.content))
 
             up = timed(up_call, args.repeat)
             down = timed(
@@ -603,6 +605,9 @@ def main() -> None:
             )
         note(
             "nodes in an upstream depth-20 answer (median)", f"{statistics.median(sizes_seen):.0f}"
+        )
+        note(
+            "bytes of an upstream depth-20 answer (median)", f"{statistics.median(bytes_seen):,.0f}"
         )
 
         if not args.no_sparql:  # else the ingest and REST figures only
