@@ -33,6 +33,9 @@ from provml.vocab import STANDARD_PREFIXES
 
 _NAMESPACES = tuple(STANDARD_PREFIXES.items())
 _MAX_BACKOFF = 30.0
+# At exit, a destination that failed one attempt (restarting, busy replaying other
+# jobs' spools) gets a few more, each after this pause, within the exit bound.
+_EXIT_RETRY_PAUSES = (0.5, 1.0, 2.0)
 
 
 @runtime_checkable
@@ -239,7 +242,19 @@ class BatchExporter:
         return request.done.wait(timeout) and request.delivered
 
     def shutdown(self, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        dropped_before = self._dropped_at_flush  # what the last flush reported
         delivered = self.flush(timeout)
+        for pause in _EXIT_RETRY_PAUSES:
+            # Only what the spool keeps can still be delivered; a drop stays a drop.
+            left = None if deadline is None else deadline - time.monotonic() - pause
+            alive = self._thread is not None and self._thread.is_alive()
+            kept = self.spool is not None and self.spool.has_pending()
+            if delivered or not alive or not kept or (left is not None and left <= 0):
+                break
+            time.sleep(pause)
+            delivered = self.flush(left)
+        delivered = delivered and self.counters.dropped_total() == dropped_before
         if not delivered and self._thread is not None and self._thread.is_alive():
             # The exporter is stuck (a destination that does not answer): what it holds
             # and what is still queued would die with the process. Spool it from here.
