@@ -294,6 +294,28 @@ def test_html_in_a_stored_label_is_shown_as_text_and_never_run(page, server):
     assert page.evaluate("window.__xss") is None
 
 
+def test_a_node_recorded_in_many_runs_lists_the_first_and_counts_the_rest(page, server):
+    shared = "https://provml.local/data/shared-by-many-runs"
+    runs = [
+        Bundle(
+            f"https://provml.local/run/many-{n:02d}",
+            (Element("entity", shared, ((PROV_TYPE, Ref(ml("DomainData"))),)),),
+        )
+        for n in range(13)
+    ]
+    response = httpx.post(
+        server + "/api/v1/records",
+        json={"bundles": [bundle_to_dict(b) for b in runs]},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert response.status_code == 200, response.text
+    open_page(page, ui("/ui/lineage", id=shared))
+    node(page, shared).click()
+    recorded_in = page.locator("#details p", has_text="Recorded in")
+    assert recorded_in.locator("a.iri").count() == 10  # the lineage answer's default cap
+    assert recorded_in.locator(".more-bundles").inner_text() == "and 3 more"
+
+
 def test_no_page_logs_a_javascript_error(page, server):
     run = httpx.get(server + "/api/v1/runs", params={"class": "WorkflowExecution"}).json()
     paths = [

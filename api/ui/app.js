@@ -752,7 +752,9 @@
           isModel ? h("a", { class: "button secondary", href: link.model(nodeId) }, "Model page") : null,
           n.kind === "activity" && n.bundles.length ? h("a", { class: "button secondary", href: link.run(n.bundles[0]) }, "Run page") : null),
         attributesTable(n),
-        n.bundles.length ? h("p", {}, "Recorded in: ", n.bundles.map((b) => h("div", {}, h("a", { class: "iri", href: link.run(b) }, short(b))))) : null);
+        n.bundles.length ? h("p", {}, "Recorded in: ", n.bundles.map((b) => h("div", {}, h("a", { class: "iri", href: link.run(b) }, short(b)))),
+          // A lineage answer lists the first bundles of a node and counts them all.
+          (n.bundle_count || 0) > n.bundles.length ? h("div", { class: "more-bundles" }, `and ${n.bundle_count - n.bundles.length} more`) : null) : null);
       if (focus) details.focus({ preventScroll: true });
     }
 
