@@ -192,7 +192,33 @@ def _bundle_quads(bundle: Bundle) -> list[pyoxigraph.Quad]:
     nodes are labelled by their content (see :func:`_label_blank_nodes`), so the quads of
     a bundle are the union of the quads of any split of its records: the projector adds
     what a batch changed and reaches the very store a rebuild makes.
+
+    The triples come from :func:`provml._prov_o.bundle_quads`, which writes what prov's
+    serializer writes straight from the records (~10x faster); a bundle holding
+    anything it does not mirror exactly takes the prov path
+    (:func:`_bundle_quads_via_prov`), which gives the same quads.
     """
+    from provml import _prov_o
+
+    fast = _prov_o.bundle_quads(bundle, _QUALIFYING)
+    if fast is None:
+        return _bundle_quads_via_prov(bundle)
+    quads, has_blank_nodes, has_qualified = fast
+    if has_qualified:
+        quads = _with_unqualified_forms(quads)
+    if not has_blank_nodes:
+        return quads
+    scope = "b" + hashlib.sha256(bundle.id.encode()).hexdigest()[:16]
+    # One blank node per relation: labelled as _label_blank_nodes would, more cheaply.
+    labelled = _prov_o.label_blank_nodes(quads, scope)
+    return labelled if labelled is not None else _label_blank_nodes(quads, scope)
+
+
+_QUALIFYING = frozenset(_QUALIFIED_FORMS)
+
+
+def _bundle_quads_via_prov(bundle: Bundle) -> list[pyoxigraph.Quad]:
+    """:func:`_bundle_quads` through prov: ProvDocument, prov's serializer, rdflib."""
     from provml.prov_io import bundle_to_rdf
 
     ox = _ox()
