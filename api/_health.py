@@ -44,6 +44,8 @@ def readyz(services: ServicesDep) -> JSONResponse:
         rdf.update(status="ok", quads=services.rdf.count())
         if services.projector is not None and services.projector.last_error:
             rdf["projection_error"] = services.projector.last_error
+        if services.rdf.unprojectable:  # stored in SQL, missing from SPARQL (logged)
+            rdf["unprojectable_bundles"] = sorted(services.rdf.unprojectable)[:100]
     except ProvmlError as exc:
         ready = False
         rdf.update(status=exc.code, message=exc.message)
@@ -64,6 +66,10 @@ def metrics(services: ServicesDep, registry: MetricsDep) -> Response:
             time.time() - services.started,
         )
     }
+    gauges["provml_rdf_unprojectable_bundles"] = (
+        "Bundles the RDF projector could not turn into quads (stored in SQL only; logged).",
+        len(services.rdf.unprojectable),
+    )
     try:
         # Capped: a count, not a scan of a huge backlog, on every scrape.
         pending = len(services.sql.outbox_pending(10_000))

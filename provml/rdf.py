@@ -626,6 +626,8 @@ class RDFStore:
         self._unflushed_writes = 0  # quads added or removed since the last memtable flush
         # Query workers hold read-only snapshots; this number tells them to renew theirs.
         self._generation = 0
+        #: Bundles whose quads could not be made (see :meth:`_quads_of`), by id.
+        self.unprojectable: set[str] = set()
         self._workers: Any = None  # a provml._sparql_worker.WorkerPool, made on first use
         self._workers_lock = threading.Lock()  # not self._lock: a rebuild holds that long
 
@@ -768,17 +770,21 @@ class RDFStore:
             for bundle_id, change in changes.items():
                 try:
                     if change is None:
-                        quads = _bundle_quads(record_store.get_bundle(bundle_id))
-                        writes += self._replace_graph(bundle_id, quads)
-                        continue
-                    first, merged = change
-                    part = record_store.bundle_changes(bundle_id, first, sorted(merged))
+                        bundle = record_store.get_bundle(bundle_id)
+                    else:
+                        first, merged = change
+                        bundle = record_store.bundle_changes(bundle_id, first, sorted(merged))
                 except NotFound:
                     writes += self._replace_graph(bundle_id, [])  # deleted since: it goes
                     continue
-                quads = _bundle_quads(part)
-                self._store.extend(quads)  # one transaction; a quad already there stays one
-                writes += len(quads)
+                quads = self._quads_of(bundle)
+                if quads is None:
+                    continue
+                if change is None:
+                    writes += self._replace_graph(bundle_id, quads)
+                else:
+                    self._store.extend(quads)  # one transaction; a quad already there stays one
+                    writes += len(quads)
             self._generation += 1
             self._flush_if_due(writes)
         record_store.outbox_done([row.seq for row in rows])
@@ -786,6 +792,28 @@ class RDFStore:
             "projected %d bundle(s) into the RDF store (%d quads written)", len(changes), writes
         )
         return len(changes)
+
+    def _quads_of(self, bundle: Bundle) -> list[Any] | None:
+        """The bundle's quads, or None (logged, counted) when they cannot be made.
+
+        Ingest checks every record, so this is a bug of ours or a record shape the
+        PROV-O mapping fails on. One such bundle must not hold up the projection of
+        everything stored after it: its records stay in SQL (lineage and exports have
+        them), the RDF store goes without them, and ``unprojectable`` names it.
+        """
+        try:
+            return _bundle_quads(bundle)
+        except Exception as exc:
+            if bundle.id not in self.unprojectable:
+                _log.error(
+                    "cannot project bundle %s into the RDF store (%s: %s); its records stay "
+                    "in SQL, SPARQL does not see them",
+                    bundle.id,
+                    type(exc).__name__,
+                    exc,
+                )
+            self.unprojectable.add(bundle.id)
+            return None
 
     def _flush_if_due(self, writes: int) -> None:
         """Flush RocksDB's memtables once ``_FLUSH_AFTER_WRITES`` quads were written.
@@ -856,7 +884,7 @@ class RDFStore:
         def all_quads() -> Iterator[Any]:
             nonlocal done
             for bundle in record_store.iter_bundles():
-                yield from _bundle_quads(bundle)
+                yield from self._quads_of(bundle) or ()
                 done += 1
                 if progress is not None:
                     progress(done)

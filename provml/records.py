@@ -121,6 +121,8 @@ class Bundle:
 _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`\x00-\x1f]*$")
 _MAX_TEXT = 1_000_000  # characters in one attribute value
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: A language tag as RDF 1.1 and SPARQL have it (BCP 47's shape: LANGTAG of Turtle).
+_LANGUAGE_TAG = re.compile(r"^[a-zA-Z]{1,8}(-[a-zA-Z0-9]{1,8})*$")
 
 
 def _fail(message: str, record: str | None, field_name: str) -> InvalidRecord:
@@ -153,6 +155,13 @@ def _check_value(value: object, record: str | None, field_name: str) -> None:
         text = value
     elif isinstance(value, Literal):
         check_iri(value.datatype, record, field_name + ".datatype")
+        if value.lang is not None and not _LANGUAGE_TAG.match(value.lang):
+            raise _fail(
+                f"{field_name} has the language tag {value.lang!r}, which is not a BCP 47 tag "
+                "(letters, then '-'-separated letters and digits, e.g. en-US)",
+                record,
+                field_name + ".lang",
+            )
         text = value.lexical
     elif isinstance(value, Ref):
         check_iri(value.iri, record, field_name)
@@ -223,6 +232,9 @@ def check_record(record: object) -> Record:
             if name not in signature.extras:
                 raise _fail(f"{record.kind} has no argument {name!r}", rid, name)
             check_iri(value, rid, name)
+        if record.kind == "mentionOf" and record.attributes:
+            # PROV-Links: mentionOf(specific, general, bundle) has no attributes.
+            raise _fail("mentionOf carries no attributes", rid, "attributes")
         if record.time is not None:
             if not signature.has_time:
                 raise _fail(f"{record.kind} carries no time", rid, "time")

@@ -255,6 +255,7 @@ def test_metrics_count_requests_ingested_records_and_query_latencies(client):
     assert latencies is not None and int(latencies.group(1)) >= 1
     assert 'provml_sparql_queries_total{outcome="ok"}' in text
     assert "provml_rdf_outbox_pending 0" in text
+    assert "provml_rdf_unprojectable_bundles 0" in text
 
 
 def test_openapi_documents_every_resource(client):

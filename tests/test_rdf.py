@@ -413,6 +413,34 @@ def test_a_bundle_sent_in_many_batches_is_projected_batch_by_batch_as_a_rebuild_
     assert rebuilt.checksum() == rdf.checksum()
 
 
+def test_a_bundle_that_cannot_be_projected_holds_up_nothing_after_it(
+    sqlite_store, monkeypatch, caplog
+):
+    import provml.rdf
+
+    real = provml.rdf._bundle_quads
+
+    def failing(bundle):
+        if bundle.id == CURATION:
+            raise AssertionError("a mapping bug")
+        return real(bundle)
+
+    monkeypatch.setattr(provml.rdf, "_bundle_quads", failing)
+    sqlite_store.ingest([curation_bundle()])
+    sqlite_store.ingest([training_bundle()])
+    rdf = RDFStore.open()
+    rdf.rebuild(sqlite_store)  # a rebuild goes past it too
+    assert rdf.graphs() == [TRAINING]
+    sqlite_store.ingest([Bundle(CURATION, (Element("entity", B + "data/late"),))])
+    sqlite_store.ingest([Bundle(TRAINING, (Element("entity", B + "data/later"),))])
+    assert rdf.project(sqlite_store) == 2
+    assert not sqlite_store.outbox_pending()
+    assert rdf.unprojectable == {CURATION}
+    assert B + "data/later" in rdf_element_ids(rdf, TRAINING)
+    errors = [r for r in caplog.records if "cannot project bundle" in r.getMessage()]
+    assert len(errors) == 1 and CURATION in errors[0].getMessage()  # once per bundle
+
+
 def test_a_new_on_disk_store_is_rebuilt_from_sql_on_first_projection(store, tmp_path):
     store.ingest([curation_bundle(), training_bundle()])
     first = RDFStore.open()

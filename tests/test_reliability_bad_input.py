@@ -149,6 +149,19 @@ CORPUS: list[Hostile] = [
             b'{"kind": "entity", "id": "https://x.org/a", "attributes": [["https://x.org/p", NaN]]}'
         ),
     ),
+    Hostile(
+        "a language tag that is not BCP 47",
+        422,
+        "invalid_record",
+        "not a BCP 47 tag",
+        content=records_body(
+            {
+                "kind": "entity",
+                "id": E + "a",
+                "attributes": [[E + "p", {"@value": "hi", "@language": "en_US"}]],
+            }
+        ),
+    ),
     # -- huge strings, deep nesting
     Hostile(
         "an IRI of 200 kB",
@@ -176,6 +189,20 @@ CORPUS: list[Hostile] = [
         ),
     ),
     # -- PROV vocabulary
+    Hostile(
+        "a mentionOf with attributes",
+        422,
+        "invalid_record",
+        "mentionOf carries no attributes",
+        content=records_body(
+            {
+                "kind": "mentionOf",
+                "subject": E + "a",
+                "object": E + "b",
+                "attributes": [[E + "p", "x"]],
+            }
+        ),
+    ),
     Hostile(
         "an unknown PROV record kind",
         422,
