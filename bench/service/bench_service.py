@@ -545,7 +545,7 @@ def main() -> None:
         # An existing (empty) Oxigraph directory is not "fresh", so the server does not
         # rebuild it from SQL either.
         while pending := store.outbox_pending(10_000):
-            store.outbox_done(seq for seq, _ in pending)
+            store.outbox_done(row.seq for row in pending)
         store.close()
         import pyoxigraph
 
