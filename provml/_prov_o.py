@@ -524,28 +524,22 @@ def label_blank_nodes(quads: list[Any], scope: str) -> list[Any] | None:
             components.setdefault(obj, []).append(q)
         else:
             out.append(q)
-    canonical_node = blank("c14n0")
-    for node, component in components.items():
-        lines = sorted(
-            str(
-                quad(
-                    canonical_node if q.subject == node else q.subject,
-                    q.predicate,
-                    canonical_node if q.object == node else q.object,
-                    q.graph_name,
-                )
-            )
-            for q in dict.fromkeys(component)
-        )
-        digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
-        label = blank(f"{scope}_{digest}_c14n0")
-        out.extend(
+
+    def renamed(component: list[Any], node: Any, name: Any) -> list[Any]:
+        """The component's distinct quads with ``node`` called ``name``."""
+        return [
             quad(
-                label if q.subject == node else q.subject,
+                name if q.subject == node else q.subject,
                 q.predicate,
-                label if q.object == node else q.object,
+                name if q.object == node else q.object,
                 q.graph_name,
             )
             for q in dict.fromkeys(component)
-        )
+        ]
+
+    canonical_node = blank("c14n0")
+    for node, component in components.items():
+        lines = sorted(str(q) for q in renamed(component, node, canonical_node))
+        digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+        out.extend(renamed(component, node, blank(f"{scope}_{digest}_c14n0")))
     return out
