@@ -751,12 +751,49 @@ def _is_code(node: Node) -> bool:
     return any(_text(v) == _PROV_PLAN for k, v in node.attributes if k == PROV_TYPE)
 
 
-def _categories(graph: LineageGraph) -> dict[str, dict[str, Node]]:
+def _recipe(graph: LineageGraph) -> dict[str, Node]:
+    """The nodes of a version's own recipe: its upstream graph without what it reaches
+    through an entity another training generated (a base model's weights file).
+
+    Such an entity stays (the fine-tuned version did use it); the training behind it,
+    and its data and settings, belong to the base version's recipe. The walk already
+    stops at other ModelVersions; this also stops at their artifacts, which capture
+    records as plain files.
+    """
+    generated_by: dict[str, set[str]] = {}
+    depends_on: dict[str, set[str]] = {}
+    for edge in graph.edges:
+        depends_on.setdefault(edge.subject, set()).add(edge.object)
+        if edge.kind == "wasGeneratedBy" and edge.role is None:
+            generated_by.setdefault(edge.subject, set()).add(edge.object)
+    own = generated_by.get(graph.root, set())
+
+    def foreign(iri: str) -> bool:
+        return any(
+            activity not in own
+            and (node := graph.nodes.get(activity)) is not None
+            and node.ml_class == "TrainingExecution"
+            for activity in generated_by.get(iri, ())
+        )
+
+    seen, frontier = {graph.root}, [graph.root]
+    while frontier:
+        iri = frontier.pop()
+        if iri != graph.root and foreign(iri):
+            continue
+        for target in depends_on.get(iri, ()):
+            if target not in seen:
+                seen.add(target)
+                frontier.append(target)
+    return {iri: node for iri, node in graph.nodes.items() if iri in seen}
+
+
+def _categories(nodes: dict[str, Node], root: str) -> dict[str, dict[str, Node]]:
     out: dict[str, dict[str, Node]] = {
         name: {} for name in ("data", "hyperparameters", "code", "executions", "models")
     }
-    for iri, node in graph.nodes.items():
-        if iri == graph.root:
+    for iri, node in nodes.items():
+        if iri == root:
             continue
         if node.ml_class in _DATA_CLASSES:
             out["data"][iri] = node
@@ -790,15 +827,10 @@ def _settings(nodes: Iterable[Node]) -> dict[str, tuple[str, ...]]:
     return {name: tuple(sorted(v)) for name, v in values.items()}
 
 
-def _code_versions(graph: LineageGraph) -> tuple[str, ...]:
+def _code_versions(nodes: dict[str, Node]) -> tuple[str, ...]:
     return tuple(
         sorted(
-            {
-                _text(v)
-                for node in graph.nodes.values()
-                for k, v in node.attributes
-                if k == _CODE_VERSION
-            }
+            {_text(v) for node in nodes.values() for k, v in node.attributes if k == _CODE_VERSION}
         )
     )
 
@@ -815,7 +847,8 @@ def diff(
     Categories: data (DomainData, FeatureSetData, …), hyperparameters (with the values
     that changed by ``provml:name``), code (agents, plans, algorithms and the
     ``provml:codeVersion`` values), executions (activities) and models (upstream model
-    versions, e.g. the base of a fine-tuning).
+    versions, e.g. the base of a fine-tuning). Each side is the version's own recipe
+    (:func:`_recipe`): what its base version's training used is the base's.
 
     Raises:
         NotFound: either version is unknown to the store.
@@ -824,7 +857,8 @@ def diff(
         upstream(store, version, stop_at=("ModelVersion",), max_nodes=max_nodes)
         for version in (version_a, version_b)
     ]
-    cats_a, cats_b = (_categories(g) for g in graphs)
+    recipes = [_recipe(g) for g in graphs]
+    cats_a, cats_b = (_categories(r, g.root) for r, g in zip(recipes, graphs, strict=True))
     settings_a = _settings(cats_a["hyperparameters"].values())
     settings_b = _settings(cats_b["hyperparameters"].values())
     changes = tuple(
@@ -832,7 +866,7 @@ def diff(
         for name in sorted(settings_a.keys() | settings_b.keys())
         if settings_a.get(name, ()) != settings_b.get(name, ())
     )
-    code_a, code_b = (_code_versions(g) for g in graphs)
+    code_a, code_b = (_code_versions(r) for r in recipes)
     return LineageDiff(
         version_a=version_a,
         version_b=version_b,

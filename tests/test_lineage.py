@@ -399,6 +399,44 @@ def test_diff_shows_code_versions_base_model_and_executions(graph):
     assert EX + "run/training-2" in {n.id for n in result.executions.only_b}
 
 
+def test_a_fine_tuned_versions_diff_leaves_out_the_recipe_behind_its_base_weights(store):
+    """v2 loads v1's weights file (captured as a plain file): v2's side of the diff
+    names that file, not v1's training, data and settings reached through it."""
+    v1, v2 = EX + "model/m/v/1", EX + "model/m/v/2"
+    weights = EX + "data/weights-1"
+
+    def training(n: int, lr: str, inputs: list[str], outputs: list[str]) -> Bundle:
+        run, version = f"run/fine-tune-{n}", (v1, v2)[n - 1]
+        return Bundle(
+            EX + f"bundle/fine-tune-{n}",
+            (
+                node("activity", run, "TrainingExecution"),
+                param("lr", lr),
+                *(data(name.removeprefix(EX)) for name in inputs + outputs),
+                node("entity", version.removeprefix(EX), "ModelVersion"),
+                used(run, f"param/lr={lr}"),
+                *(used(run, name) for name in inputs),
+                *(generated(name, run) for name in outputs),
+                generated(version, run),
+                *([Relation("wasDerivedFrom", v2, v1)] if n == 2 else []),
+            ),
+        )
+
+    store.ingest(
+        [
+            training(1, "0.1", [EX + "data/set-1"], [weights]),
+            training(2, "0.01", [EX + "data/set-2", weights], []),
+        ]
+    )
+    result = lineage.diff(store, v1, v2)
+    changes = {c.name: (c.a, c.b) for c in result.hyperparameter_changes}
+    assert changes == {"lr": (("0.1",), ("0.01",))}
+    assert {n.id for n in result.data.only_a} == {EX + "data/set-1"}
+    assert {n.id for n in result.data.only_b} == {EX + "data/set-2", weights}
+    assert {n.id for n in result.executions.only_b} == {EX + "run/fine-tune-2"}
+    assert [n.id for n in result.models.only_b] == [v1]
+
+
 def test_a_version_does_not_differ_from_itself(graph):
     assert lineage.diff(graph, V2, V2).identical
 
