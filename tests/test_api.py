@@ -551,6 +551,35 @@ def test_a_version_lineage_has_its_evaluations_but_not_the_metrics_of_its_fine_t
     assert ids(v2["metrics"]) == {EVALUATION_RESULT, EX + "metric/2/loss/1", EX + "metric/2/loss/2"}
 
 
+def test_an_evaluation_of_the_weights_file_a_training_wrote_counts_for_its_version(tmp_path):
+    # Capture records the file an evaluation loads, not the version entity: the
+    # evaluation is found through the training that generated both.
+    train, version, weights = EX + "run/t", EX + "model/m/v/1", EX + "data/weights.pkl"
+    evaluation, score, fine_tune = EX + "run/e", EX + "eval/score", EX + "run/ft"
+    records = (
+        element("activity", train, "TrainingExecution"),
+        element("entity", version, "ModelVersion"),
+        element("entity", weights, "DomainData"),
+        Relation("wasGeneratedBy", version, train),
+        Relation("wasGeneratedBy", weights, train),
+        element("activity", evaluation, "EvaluationExecution"),
+        element("entity", score, "ModelEvaluation"),
+        Relation("used", evaluation, weights),
+        Relation("wasGeneratedBy", score, evaluation),
+        element("activity", fine_tune, "TrainingExecution"),  # uses the file too
+        element("entity", EX + "metric/ft-loss", "MetricValue"),
+        Relation("used", fine_tune, weights),
+        Relation("wasGeneratedBy", EX + "metric/ft-loss", fine_tune),
+    )
+    with serving(tmp_path) as service:
+        stored = service.post(
+            "/api/v1/records", content=batch([Bundle(EX + "bundle/w", records)]), headers=GZIP_JSON
+        )
+        assert stored.status_code == 200, stored.text
+        answer = service.get("/api/v1/model-versions/lineage", params={"id": version}).json()
+    assert ids(answer["metrics"]) == {score}
+
+
 def test_the_diff_of_two_versions_names_changed_data_and_hyperparameters(client):
     answer = client.get("/api/v1/diff", params={"a": V1, "b": V2}).json()
     changes = {c["name"]: (c["a"], c["b"]) for c in answer["hyperparameter_changes"]}
