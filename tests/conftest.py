@@ -89,3 +89,27 @@ def store(store_url: str):
         yield s
     finally:
         s.close()
+
+
+# ------------------------------------------------------- reliability figures in the log
+
+_FIGURES: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep what a passing reliability test printed: its figures (issue 7 asks for the
+    numbers in the CI log, and pytest shows captured output only for failures)."""
+    if report.when == "call" and report.passed and "test_reliability_" in report.nodeid:
+        text = report.capstdout.strip()
+        if text:
+            _FIGURES.append((report.nodeid, text))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _FIGURES:
+        return
+    terminalreporter.section("reliability figures (printed by the tests)")
+    for nodeid, text in _FIGURES:
+        terminalreporter.write_line(nodeid)
+        for line in text.splitlines():
+            terminalreporter.write_line("    " + line)
