@@ -580,6 +580,31 @@ def test_an_evaluation_of_the_weights_file_a_training_wrote_counts_for_its_versi
     assert ids(answer["metrics"]) == {score}
 
 
+def test_readiness_and_metrics_name_a_bundle_the_projector_could_not_map(tmp_path, monkeypatch):
+    import provml.rdf
+
+    real, bad = provml.rdf._bundle_quads, EX + "bundle/unmappable"
+
+    def failing(bundle):
+        if bundle.id == bad:
+            raise ValueError("a mapping bug")
+        return real(bundle)
+
+    monkeypatch.setattr(provml.rdf, "_bundle_quads", failing)
+    with serving(tmp_path) as service:
+        bundles = [Bundle(bad, (element("entity", EX + "data/x"),)), curation(1, RAW[:1])]
+        stored = service.post("/api/v1/records", content=batch(bundles), headers=GZIP_JSON)
+        assert stored.status_code == 200, stored.text
+        caught_up(service)
+        ready = service.get("/readyz")
+        metrics = service.get("/metrics").text
+        graphs = service.app.state.services.rdf.graphs()
+    assert ready.status_code == 200  # the rest is projected and served
+    assert ready.json()["rdf"]["unprojectable_bundles"] == [bad]
+    assert "provml_rdf_unprojectable_bundles 1" in metrics
+    assert graphs == [EX + "bundle/curation-1"]
+
+
 def test_the_diff_of_two_versions_names_changed_data_and_hyperparameters(client):
     answer = client.get("/api/v1/diff", params={"a": V1, "b": V2}).json()
     changes = {c["name"]: (c["a"], c["b"]) for c in answer["hyperparameter_changes"]}
