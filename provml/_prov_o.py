@@ -56,7 +56,7 @@ from typing import Any
 from provml.records import Bundle, Element, Literal, Ref, Relation, check_bundle
 from provml.vocab import PROV, RDF, RDFS, RELATIONS, XSD
 
-__all__ = ["bundle_quads", "label_blank_nodes"]
+__all__ = ["bundle_quads"]
 
 
 class _Fallback(Exception):
@@ -497,49 +497,3 @@ def bundle_quads(bundle: Bundle, qualifying: frozenset[str]) -> tuple[list[Any],
     except Exception:  # _Fallback, or anything unforeseen: the prov path decides
         return None
     return list(out), state.blank > 0, state.qualified
-
-
-def label_blank_nodes(quads: list[Any], scope: str) -> list[Any] | None:
-    """:func:`provml.rdf._label_blank_nodes` for quads where no quad joins two blank nodes.
-
-    Each blank node of :func:`bundle_quads` is the node of one relation, so it forms a
-    component on its own, and RDFC-1.0 labels a lone blank node ``c14n0``: the label
-    ``_label_blank_nodes`` gives is ``{scope}_{digest of the canonical quads}_c14n0``,
-    computed here without canonicalising a dataset per node. None when two blank nodes
-    share a quad (then ``_label_blank_nodes`` itself must run).
-    """
-    import hashlib
-
-    ox = _terms().ox
-    blank, quad = ox.BlankNode, ox.Quad
-    components: dict[Any, list[Any]] = {}
-    out = []
-    for q in quads:
-        subject, obj = q.subject, q.object
-        if type(subject) is blank:
-            if type(obj) is blank:
-                return None
-            components.setdefault(subject, []).append(q)
-        elif type(obj) is blank:
-            components.setdefault(obj, []).append(q)
-        else:
-            out.append(q)
-
-    def renamed(component: list[Any], node: Any, name: Any) -> list[Any]:
-        """The component's distinct quads with ``node`` called ``name``."""
-        return [
-            quad(
-                name if q.subject == node else q.subject,
-                q.predicate,
-                name if q.object == node else q.object,
-                q.graph_name,
-            )
-            for q in dict.fromkeys(component)
-        ]
-
-    canonical_node = blank("c14n0")
-    for node, component in components.items():
-        lines = sorted(str(q) for q in renamed(component, node, canonical_node))
-        digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
-        out.extend(renamed(component, node, blank(f"{scope}_{digest}_c14n0")))
-    return out

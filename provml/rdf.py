@@ -208,10 +208,7 @@ def _bundle_quads(bundle: Bundle) -> list[pyoxigraph.Quad]:
         quads = _with_unqualified_forms(quads)
     if not has_blank_nodes:
         return quads
-    scope = "b" + hashlib.sha256(bundle.id.encode()).hexdigest()[:16]
-    # One blank node per relation: labelled as _label_blank_nodes would, more cheaply.
-    labelled = _prov_o.label_blank_nodes(quads, scope)
-    return labelled if labelled is not None else _label_blank_nodes(quads, scope)
+    return _label_blank_nodes(quads, _blank_node_scope(bundle.id))
 
 
 _QUALIFYING = frozenset(_QUALIFIED_FORMS)
@@ -237,7 +234,7 @@ def _bundle_quads_via_prov(bundle: Bundle) -> list[pyoxigraph.Quad]:
     )
     if not blank_nodes:
         return quads
-    return _label_blank_nodes(quads, "b" + hashlib.sha256(bundle.id.encode()).hexdigest()[:16])
+    return _label_blank_nodes(quads, _blank_node_scope(bundle.id))
 
 
 def _label_blank_nodes(quads: list[Any], scope: str) -> list[Any]:
@@ -249,48 +246,77 @@ def _label_blank_nodes(quads: list[Any], scope: str) -> list[Any]:
     (RDFC-1.0) and its labels are prefixed with ``scope`` (the bundle: two bundles never
     share a blank node) and a digest of its canonical quads. A record's blank nodes
     are then labelled alike whichever other records are converted with it, and two
-    components get one label only when they say the same thing.
+    components get one label only when they say the same thing. A component of one
+    blank node (every relation's, in provml's own records) needs no canonicaliser:
+    RDFC-1.0 names a lone blank node ``c14n0``.
     """
     ox = _ox()
-    blank = ox.BlankNode
-    parent: dict[Any, Any] = {}
-
-    def root(node: Any) -> Any:
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
-
+    blank, quad_of = ox.BlankNode, ox.Quad
+    # Each quad goes to the component of its blank node; a quad that joins two blank
+    # nodes (rare: none in provml's own records) joins their components afterwards.
+    components: dict[Any, list[Any]] = {}
+    joining = []
+    out = []
     for quad in quads:
-        for term in (quad.subject, quad.object):
-            if isinstance(term, blank):
-                parent.setdefault(term, term)
-        if isinstance(quad.subject, blank) and isinstance(quad.object, blank):
+        subject, obj = quad.subject, quad.object
+        if type(subject) is blank:
+            components.setdefault(subject, []).append(quad)
+            if type(obj) is blank:
+                joining.append(quad)
+        elif type(obj) is blank:
+            components.setdefault(obj, []).append(quad)
+        else:
+            out.append(quad)
+    if joining:
+        parent = {node: node for node in components}
+
+        def root(node: Any) -> Any:
+            while parent[node] != node:
+                parent[node] = parent[parent[node]]
+                node = parent[node]
+            return node
+
+        for quad in joining:
+            parent.setdefault(quad.object, quad.object)
             a, b = root(quad.subject), root(quad.object)
             if a != b:
                 parent[a] = b
-    components: dict[Any, list[Any]] = {}
-    out = []
-    for quad in quads:
-        term = quad.subject if isinstance(quad.subject, blank) else quad.object
-        if isinstance(term, blank):
-            components.setdefault(root(term), []).append(quad)
+        joined: dict[Any, list[Any]] = {}
+        for node, component in components.items():
+            joined.setdefault(root(node), []).extend(component)
+        components = joined
+
+    def blank_nodes(component: Any) -> set[Any]:
+        return {t for q in component for t in (q.subject, q.object) if isinstance(t, blank)}
+
+    def renamed(component: Any, names: dict[Any, Any]) -> list[Any]:
+        return [
+            quad_of(
+                names.get(q.subject, q.subject),
+                q.predicate,
+                names.get(q.object, q.object),
+                q.graph_name,
+            )
+            for q in component
+        ]
+
+    lone = blank("c14n0")
+    for node, component in components.items():
+        if not joining or len(blank_nodes(component)) == 1:
+            canonical = renamed(dict.fromkeys(component), {node: lone})
         else:
-            out.append(quad)
-    for component in components.values():
-        dataset = ox.Dataset(component)
-        dataset.canonicalize(ox.CanonicalizationAlgorithm.RDFC_1_0)
-        canonical = sorted(str(quad) for quad in dataset)
-        prefix = f"{scope}_{hashlib.sha256(chr(10).join(canonical).encode()).hexdigest()[:16]}_"
-
-        def relabel(term: Any, prefix: str = prefix) -> Any:
-            return blank(prefix + term.value) if isinstance(term, blank) else term
-
-        out.extend(
-            ox.Quad(relabel(q.subject), q.predicate, relabel(q.object), q.graph_name)
-            for q in dataset
-        )
+            dataset = ox.Dataset(component)
+            dataset.canonicalize(ox.CanonicalizationAlgorithm.RDFC_1_0)
+            canonical = list(dataset)
+        digest = hashlib.sha256("\n".join(sorted(map(str, canonical))).encode()).hexdigest()
+        prefix = f"{scope}_{digest[:16]}_"
+        out.extend(renamed(canonical, {t: blank(prefix + t.value) for t in blank_nodes(canonical)}))
     return out
+
+
+def _blank_node_scope(bundle_id: str) -> str:
+    """The prefix of a bundle's blank node labels: two bundles never share one."""
+    return "b" + hashlib.sha256(bundle_id.encode()).hexdigest()[:16]
 
 
 _XSD_INTEGERS = {
