@@ -780,14 +780,12 @@ class RDFStore:
         # merged elements of its rows in this batch (earlier rows are projected).
         changes: dict[str, tuple[int, set[str]] | None] = {}
         for row in rows:
-            known = changes.get(row.bundle_id, (row.from_position or 0, set()))
+            known = changes.get(row.bundle_id, (row.from_position, set()))
             if row.from_position is None or known is None:
                 changes[row.bundle_id] = None
-            else:
-                changes[row.bundle_id] = (
-                    min(known[0], row.from_position),
-                    known[1] | set(row.merged),
-                )
+                continue
+            first, merged = known
+            changes[row.bundle_id] = (min(first, row.from_position), merged | set(row.merged))
         writes = 0
         with self._lock:
             # One bundle at a time: the working set (the records as prov objects,
