@@ -20,7 +20,8 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from provml import inbox
@@ -28,7 +29,7 @@ from provml.capture._spool import Spool
 from provml.capture._state import Counters, internal_error, log_once, logger
 from provml.config import StoreLocation
 from provml.errors import Conflict, InvalidRecord, ProvmlError, StoreUnavailable
-from provml.records import Bundle, bundle_from_dict, bundle_to_dict, check_record
+from provml.records import Bundle, bundle_from_dict, bundle_to_dict, check_record, record_to_dict
 from provml.vocab import STANDARD_PREFIXES
 
 _NAMESPACES = tuple(STANDARD_PREFIXES.items())
@@ -54,6 +55,45 @@ class Refused(Exception):
 def wire_batch(bundles: Sequence[Bundle], records: int) -> dict[str, Any]:
     """A batch as the spool and the inbox keep it: ``{"records": n, "bundles": [...]}``."""
     return {"records": records, "bundles": [bundle_to_dict(b) for b in bundles]}
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: Records encoded at a time by :func:`encode_batch`.
+_ENCODE_CHUNK = 64
+
+
+def _with_list(shell: dict[str, Any], key: str, items: Iterable[str]) -> str:
+    """The JSON of ``shell``, its empty list under ``key`` filled with encoded ``items``.
+
+    ``shell`` holds ``key`` after nothing but its string-valued ``"id"``, if anything:
+    in JSON text a quote inside a string is escaped, so the first ``"key":[]`` is the key.
+    """
+    head, found, tail = _encode(shell).partition(f'"{key}":[]')
+    if not found:
+        raise ValueError(f"no empty {key!r} list to fill")
+    return "".join((head, f'"{key}":[', ",".join(items), "]", tail))
+
+
+def _encoded_records(records: Sequence[Any]) -> Iterator[str]:
+    for i in range(0, len(records), _ENCODE_CHUNK):
+        # [1:-1]: the records of the chunk without the list's brackets (never empty here).
+        yield _encode([record_to_dict(r) for r in records[i : i + _ENCODE_CHUNK]])[1:-1]
+
+
+def encode_batch(bundles: Sequence[Bundle], records: int) -> bytes:
+    """``wire_batch(bundles, records)`` as the inbox keeps it: :func:`provml.inbox.write`'s
+    JSON (compact, UTF-8), byte for byte.
+
+    Encoded a few records at a time: the wire form of a whole batch is thousands of
+    dicts and lists alive at once, enough to set off the garbage collector (full
+    collections, tens of milliseconds in a big process, on whichever thread is
+    allocating, the user's included) and to hold the GIL for one long C call.
+    """
+    encoded = (
+        _with_list(bundle_to_dict(replace(b, records=())), "records", _encoded_records(b.records))
+        for b in bundles
+    )
+    return _with_list(wire_batch((), records), "bundles", encoded).encode()
 
 
 def _describe(destination: Any) -> str:
@@ -119,7 +159,8 @@ class InboxDestination:
 
     def export(self, bundles: Sequence[Bundle]) -> None:
         try:
-            inbox.write(self.directory, wire_batch(bundles, sum(len(b.records) for b in bundles)))
+            count = sum(len(b.records) for b in bundles)
+            inbox.write_encoded(self.directory, encode_batch(bundles, count))
         except OSError as exc:
             raise StoreUnavailable(f"cannot write {self.directory}: {exc}") from exc
 

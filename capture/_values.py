@@ -140,8 +140,17 @@ class Digests:
     def __init__(self, base: str) -> None:
         self.base = base
         self._files: dict[Key, tuple[str, bool]] = {}
+        self._iris: dict[str, str] = {}  # by digest: a file used every epoch has one IRI
         self._known = DigestCache(default_path())  # digests earlier processes made
         self.host = socket.gethostname()
+
+    def _data_iri(self, digest: str) -> str:
+        iri = self._iris.get(digest)
+        if iri is None:
+            if len(self._iris) > 10_000:
+                self._iris.clear()
+            iri = self._iris[digest] = ids.data_iri(digest, base=self.base)
+        return iri
 
     def path(self, value: str | os.PathLike[str], ml_class: str | None) -> Data:
         # os.path and one os.stat: this runs for every file a stage uses or generates.
@@ -179,7 +188,7 @@ class Digests:
         if size is not None:
             attrs["sizeBytes"] = size
         return Data(
-            ids.data_iri(digest, base=self.base),
+            self._data_iri(digest),
             ml_class or "DomainData",
             attrs,
             label=os.path.basename(path),
@@ -198,7 +207,7 @@ class Digests:
         digest = ids.digest_bytes(value)
         size = value.nbytes if isinstance(value, memoryview) else len(value)
         return Data(
-            ids.data_iri(digest, base=self.base),
+            self._data_iri(digest),
             ml_class or "DomainData",
             {"contentDigest": digest, "sizeBytes": size},
             label=f"{type(value).__name__}[{size}]",
@@ -213,7 +222,7 @@ class Digests:
         digest = ids.digest_bytes(buffer)
         shape = "x".join(str(n) for n in value.shape)
         return Data(
-            ids.data_iri(digest, base=self.base),
+            self._data_iri(digest),
             ml_class or "FeatureSetData",
             {"contentDigest": digest, "sizeBytes": int(value.nbytes)},
             label=f"ndarray {value.dtype}[{shape}]",
@@ -229,7 +238,7 @@ class Digests:
         digest = ids.digest_bytes(header + b"\0" + rows.tobytes())
         shape = "x".join(str(n) for n in value.shape)
         return Data(
-            ids.data_iri(digest, base=self.base),
+            self._data_iri(digest),
             ml_class or "FeatureSetData",
             {"contentDigest": digest},
             label=f"{type(value).__name__}[{shape}]",

@@ -45,11 +45,20 @@ REFUSED = "refused"
 
 def write(directory: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
     """Put one batch into the inbox durably; raises OSError (disk full, read-only…)."""
+    return write_encoded(directory, encode(payload))
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    """A batch as :func:`write` puts it on disk: compact UTF-8 JSON."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def write_encoded(directory: str | os.PathLike[str], data: bytes) -> Path:
+    """:func:`write` for a batch already encoded as :func:`encode` does."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{ids.uuid7()}-{os.getpid()}"
     tmp, final = folder / (name + ".tmp"), folder / (name + SUFFIX)
-    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     try:
         with open(tmp, "wb") as f:
             f.write(data)
