@@ -75,6 +75,12 @@ PREFIXES: dict[str, str] = {**STANDARD_PREFIXES, "rdf": RDF, "rdfs": RDFS}
 # written when the directory is made and before a rebuild clears it, removed when a
 # rebuild finishes. RocksDB ignores files whose names are not its own.
 _REBUILD_MARKER = "provml-rebuild-pending"
+# A file inside the Oxigraph directory naming the layout of its quads. Layout 2: every
+# triple of a bundle's graph is also a triple of the default graph, which is therefore
+# the RDF merge of all bundles (see _merged). A store of another layout (or none: made
+# before this file existed) is rebuilt by the next projection.
+_LAYOUT_FILE = "provml-rdf-layout"
+_LAYOUT = "2: the default graph is the merge of the named graphs\n"
 _ALL_PENDING = 2**31 - 1  # "every outbox row": fits a LIMIT on every SQL backend
 _READ_ONLY_ATTEMPTS = 8  # about 1.4 s in all, see _open_oxigraph
 _BULK_THRESHOLD = 100_000  # quads; above this a projection batch is bulk-loaded
@@ -182,6 +188,22 @@ def _with_unqualified_forms(quads: list[Any]) -> list[Any]:
                     existing.add(shortcut)
                     added.append(shortcut)
     return quads + added
+
+
+def _merged(quads: list[Any]) -> list[Any]:
+    """``quads`` and a copy of each in the default graph, which keeps one per triple.
+
+    The default graph is where queries that name no dataset look: holding each
+    bundle's triples there makes it the RDF merge of all bundles, a set, as SPARQL's
+    dataset says (§13). Oxigraph's union-of-all-graphs view (``use_default_graph_as_union``)
+    is a bag instead: a triple stated in 40 bundles matched 40 times, so ``COUNT``s
+    came out 40 times too high and every property path step fanned out 40-fold.
+    """
+    if not quads:
+        return quads
+    ox = _ox()
+    default = ox.DefaultGraph()
+    return quads + [ox.Quad(q.subject, q.predicate, q.object, default) for q in quads]
 
 
 def _bundle_quads(bundle: Bundle) -> list[pyoxigraph.Quad]:
@@ -689,9 +711,16 @@ class RDFStore:
         fresh = not directory.exists()
         directory.parent.mkdir(parents=True, exist_ok=True)
         store = cls(_open_oxigraph(ox.Store, directory), directory, False)
-        if fresh:
+        if fresh or not store._layout_current():
             store._mark_stale()
         return store
+
+    def _layout_current(self) -> bool:
+        assert self.path is not None
+        try:
+            return (self.path / _LAYOUT_FILE).read_text() == _LAYOUT
+        except OSError:
+            return False
 
     def refresh(self) -> None:
         """Reopen a read-only store to see what the writer has projected since."""
@@ -739,6 +768,7 @@ class RDFStore:
 
     def _mark_complete(self) -> None:
         if self.path is not None:
+            (self.path / _LAYOUT_FILE).write_text(_LAYOUT)
             (self.path / _REBUILD_MARKER).unlink(missing_ok=True)
         self._stale = False
 
@@ -807,7 +837,8 @@ class RDFStore:
                 if change is None:
                     writes += self._replace_graph(bundle_id, quads)
                 else:
-                    self._store.extend(quads)  # one transaction; a quad already there stays one
+                    # One transaction; a quad already there stays one.
+                    self._store.extend(_merged(quads))
                     writes += len(quads)
             self._generation += 1
             self._flush_if_due(writes)
@@ -853,33 +884,45 @@ class RDFStore:
             self._unflushed_writes = 0
 
     def _replace_graph(self, bundle_id: str, quads: list[Any]) -> int:
-        """Make a bundle's named graph equal to ``quads``; the number of quads written."""
+        """Make a bundle's named graph equal to ``quads``; the number of quads written.
+
+        The default graph keeps a triple while any bundle's graph holds it: a triple
+        the bundle no longer states leaves it only when no other graph states it.
+        """
         ox = _ox()
         store = self._store
         name = ox.NamedNode(bundle_id)
+        old = set(store.quads_for_pattern(None, None, None, name))
         if len(quads) > _BULK_THRESHOLD:
             # Too big to diff in memory: replace wholesale through the bulk loader.
             store.remove_graph(name)
-            store.bulk_extend(quads)
+            store.bulk_extend(_merged(quads))
             # The bulk loader writes SST files, not memtables; the removal before it
             # does, about as many quads as the new graph holds.
+            self._drop_unstated(old - set(quads))
             return len(quads)
-        if not quads:
-            old = sum(1 for _ in store.quads_for_pattern(None, None, None, name))
-            store.remove_graph(name)
-            return old
         # Oxigraph keeps typed literals as values and writes them back in canonical form
         # ("…+00:00" comes back "…Z"), so the new quads pass through a scratch store to
         # compare with the stored ones like for like.
         scratch = ox.Store()
         scratch.extend(quads)
-        old = set(store.quads_for_pattern(None, None, None, name))
         new = set(scratch.quads_for_pattern(None, None, None, name))
         added, obsolete = new - old, old - new
-        store.extend(added)  # one transaction
+        store.extend(_merged(list(added)))  # one transaction
         for quad in obsolete:
             store.remove(quad)
-        return len(added) + len(obsolete)
+        return len(added) + len(obsolete) + self._drop_unstated(obsolete)
+
+    def _drop_unstated(self, removed: set[Any]) -> int:
+        """Remove from the default graph the triples of ``removed`` no graph states now."""
+        ox = _ox()
+        store, default, dropped = self._store, ox.DefaultGraph(), 0
+        for quad in removed:
+            s, p, o = quad.subject, quad.predicate, quad.object
+            if not any(q.graph_name != default for q in store.quads_for_pattern(s, p, o, None)):
+                store.remove(ox.Quad(s, p, o, default))
+                dropped += 1
+        return dropped
 
     def rebuild(
         self, record_store: ProjectionSource, progress: Callable[[int], None] | None = None
@@ -908,7 +951,7 @@ class RDFStore:
         def all_quads() -> Iterator[Any]:
             nonlocal done
             for bundle in record_store.iter_bundles():
-                yield from self._quads_of(bundle) or ()
+                yield from _merged(self._quads_of(bundle) or [])
                 done += 1
                 if progress is not None:
                     progress(done)
@@ -925,7 +968,7 @@ class RDFStore:
             self._generation += 1
         for start in range(0, len(pending), 10_000):
             record_store.outbox_done(pending[start : start + 10_000])
-        quads = len(self._store)
+        quads = self.count()
         _log.info("rebuilt the RDF store: %d bundle(s), %d quad(s)", done, quads)
         return done, quads
 
@@ -944,8 +987,9 @@ class RDFStore:
     ) -> QueryResult:
         """Run a read-only SPARQL 1.1 query.
 
-        The default graph is the union of all bundles (unless the query names its own
-        dataset with FROM / FROM NAMED, or ``use_default_graph_as_union`` is False);
+        The default graph is the RDF merge of all bundles, each triple once however
+        many bundles state it (unless the query names its own dataset with FROM / FROM
+        NAMED, or ``use_default_graph_as_union`` is False: then it is empty);
         each bundle is addressable as ``GRAPH <bundle IRI>``. The prefixes ``prov``,
         ``mls``, ``provml``, ``xsd``, ``rdf`` and ``rdfs`` need no declaration.
 
@@ -990,8 +1034,9 @@ class RDFStore:
         if default_graph_uris or named_graph_uris:  # the protocol's dataset wins (§2.1.4)
             options["default_graph"] = [ox.NamedNode(iri) for iri in default_graph_uris]
             options["named_graphs"] = [ox.NamedNode(iri) for iri in named_graph_uris]
-        elif use_default_graph_as_union and not shape.has_dataset_clause:
-            options["use_default_graph_as_union"] = True
+        elif not use_default_graph_as_union and not shape.has_dataset_clause:
+            options["default_graph"] = []  # an empty default graph
+        # Otherwise the default graph is the store's own: the merge of all bundles.
         store = self._store
 
         def work() -> QueryResult:
@@ -1027,7 +1072,7 @@ class RDFStore:
             return self._workers
 
     def as_rdflib_dataset(self) -> rdflib.Dataset:
-        """An rdflib Dataset over this store (through oxrdflib), default graph = union.
+        """An rdflib Dataset over this store (through oxrdflib), default graph = the merge.
 
         rdflib code (its own SPARQL engine, graph walks, serialisers) reads the same
         quads. Meant for reading: writes through it bypass the projection and are lost
@@ -1038,22 +1083,27 @@ class RDFStore:
             from rdflib import Dataset
         except ImportError:  # pragma: no cover
             raise MissingExtra("oxrdflib", "server") from None
-        dataset = Dataset(store=OxigraphStore(store=self._store), default_union=True)
+        # The store's default graph is already the merge of all bundles (see _merged).
+        dataset = Dataset(store=OxigraphStore(store=self._store), default_union=False)
         for prefix, namespace in PREFIXES.items():
             dataset.bind(prefix, namespace)
         return dataset
 
     # --------------------------------------------------------------- inspection
     def quads(self, graph: str | None = None) -> Iterator[pyoxigraph.Quad]:
-        """Every quad (pyoxigraph ``Quad``), or those of one bundle's graph."""
+        """Every quad (pyoxigraph ``Quad``), the default graph's too, or one bundle's."""
         ox = _ox()
         name = ox.NamedNode(graph) if graph is not None else None
         return self._store.quads_for_pattern(None, None, None, name)
 
     def count(self, graph: str | None = None) -> int:
-        """The number of quads, in the whole store or in one bundle's graph."""
+        """The number of quads in the bundles' graphs, or in one bundle's graph.
+
+        The default graph's copies of them (see :func:`_merged`) are not counted.
+        """
         if graph is None:
-            return len(self._store)
+            default = self._store.quads_for_pattern(None, None, None, _ox().DefaultGraph())
+            return len(self._store) - sum(1 for _ in default)
         return sum(1 for _ in self.quads(graph))
 
     def graphs(self) -> list[str]:
