@@ -408,13 +408,17 @@ class RdflibEndpoint:
 
 
 def oxigraph_direct(path: Path):
-    """The endpoint's own on-disk store, opened read-only by bare pyoxigraph."""
+    """The endpoint's own on-disk store, opened read-only by bare pyoxigraph.
+
+    Its default graph is the merge of the bundles (``provml.rdf._merged``), which is
+    what ``/sparql`` queries too.
+    """
     import pyoxigraph
 
     store = pyoxigraph.Store.read_only(str(path))
 
     def query(text: str) -> bytes:
-        answer = store.query(text, use_default_graph_as_union=True)
+        answer = store.query(text)
         return answer.serialize(format=pyoxigraph.QueryResultsFormat.JSON)
 
     return query
