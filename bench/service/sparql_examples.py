@@ -67,8 +67,7 @@ def main() -> None:
     # Versions are <base>model/<name>/v/<n>, numbered across models in creation order:
     # the highest numbers are fine-tuned from the longest chains of earlier versions.
     versions = sorted(
-        (int(r[0].value.rsplit("/", 1)[1]), r[0].value)
-        for r in store.query(PREFIXES + VERSIONS)
+        (int(r[0].value.rsplit("/", 1)[1]), r[0].value) for r in store.query(PREFIXES + VERSIONS)
     )
     picks = [(v, n) for n, v in versions[-2:] + versions[:2]]
     raw = EXAMPLE_BY_NAME["raw-data-of-model-version"]
@@ -77,9 +76,7 @@ def main() -> None:
         print(f"raw-data-of-model-version  version {depth:5d}  {rows:5d} answers  {ms:9.1f} ms")
     files = [
         r[0].value
-        for r in store.query(
-            PREFIXES + "SELECT ?f WHERE { ?f a provml:DomainData } LIMIT 2"
-        )
+        for r in store.query(PREFIXES + "SELECT ?f WHERE { ?f a provml:DomainData } LIMIT 2")
     ]
     affected = EXAMPLE_BY_NAME["models-affected-by-file"]
     for file in files:
