@@ -39,9 +39,11 @@ WARM_UP = 1 / 3  # of the ingest phase: first allocations, caches filling, Rocks
 # flush and compaction sawtooth. Measured over 180 s: 1.7 MiB per 10 000 records and
 # +13.9 MiB (over 60 s 15-32 and +45-84, the warm-up then too short on a busy machine);
 # before record-level projection, when each batch re-projected its whole bundle, 29-47
-# and +81-109 over 60 s. The bounds leave room for the machine's noise.
+# and +81-109 over 60 s. Since the default graph holds the merge of the bundles (every
+# triple written twice, so twice the store to hold in RocksDB): 11.4 and
+# +88 over 180 s. The bounds leave room for the machine's noise.
 MAX_SLOPE_MIB_PER_10K = 25.0
-MAX_GROWTH_MIB = 120.0
+MAX_GROWTH_MIB = 150.0
 MAX_READ_TAIL_GROWTH = 1.05  # measured 1.000 once the projector has caught up
 PROJECTOR_RECORDS = 24_000
 MAX_PROJECTOR_SLOPE_MIB_PER_10K = 15.0  # measured -11.6; 29 without the memtable flush
