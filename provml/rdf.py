@@ -912,7 +912,8 @@ class RDFStore:
         name = ox.NamedNode(bundle_id)
         old = set(store.quads_for_pattern(None, None, None, name))
         if len(quads) > _BULK_THRESHOLD:
-            # Too big to diff in memory: replace wholesale through the bulk loader.
+            # Too big for a scratch store: replace wholesale through the bulk loader
+            # (``old`` is still held, for the default graph's reference check).
             store.remove_graph(name)
             store.bulk_extend(_merged(quads))
             # The bulk loader writes SST files, not memtables; the removal before it
