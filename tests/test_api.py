@@ -14,6 +14,8 @@ import gzip
 import io
 import json
 import re
+import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -241,6 +243,33 @@ def test_readyz_reports_both_stores_and_the_schema_revision(client, store):
     assert body["status"] == "ready"
     assert body["sql"]["revision"] == store.head_revision()
     assert body["rdf"]["quads"] > 0 and body["rdf"]["owner"] is True
+    assert body["rdf"]["rebuilding"] is False
+
+
+def test_readiness_reports_a_rebuild_of_the_rdf_store_until_it_is_done(tmp_path, monkeypatch):
+    import provml.rdf
+
+    with serving(tmp_path) as service:
+        stored = service.post("/api/v1/records", content=batch(the_story()), headers=GZIP_JSON)
+        assert stored.status_code == 200, stored.text
+        caught_up(service)
+        rdf_path = service.app.state.services.location.rdf_path
+    shutil.rmtree(rdf_path)  # the SQL records stay: the next start rebuilds from them
+    real, release = provml.rdf.RDFStore.rebuild, threading.Event()
+
+    def held(self, *args, **kwargs):
+        assert release.wait(20)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(provml.rdf.RDFStore, "rebuild", held)
+    with serving(tmp_path) as service:
+        during = service.get("/readyz")
+        release.set()
+        caught_up(service)
+        after = service.get("/readyz").json()
+    assert during.status_code == 200  # REST reads SQL, which is complete
+    assert during.json()["rdf"]["rebuilding"] is True
+    assert after["rdf"]["rebuilding"] is False and after["rdf"]["quads"] > 0
 
 
 def test_metrics_count_requests_ingested_records_and_query_latencies(client):
