@@ -43,9 +43,8 @@ def _admin_connect():
     return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+def _fresh_postgres_database(prefix: str, options: str = "") -> Iterator[str]:
+    """Create a database (``CREATE DATABASE … options``), yield its URL, drop it."""
     import psycopg
 
     try:
@@ -54,15 +53,31 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    name = f"provml_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
     with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}" {options}')
     base, _, _ = POSTGRES_URL.rpartition("/")
     try:
         yield f"{base}/{name}"
     finally:
         with _admin_connect() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    yield from _fresh_postgres_database("provml_test_")
+
+
+@pytest.fixture
+def icu_postgres_url() -> Iterator[str]:
+    """As ``postgres_url``, on a database whose collation sorts like a dictionary
+    (ICU en-US: "a", "a_c", "a-b", "B")."""
+    yield from _fresh_postgres_database(
+        "provml_test_icu_",
+        "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'",
+    )
 
 
 @pytest.fixture

@@ -529,30 +529,6 @@ def test_any_valid_bundle_round_trips_exactly(store, elements, relations):
     assert repr(stored) == repr(bundle)
 
 
-@pytest.fixture
-def icu_postgres_url():
-    """A PostgreSQL database whose collation sorts like a dictionary (ICU en-US)."""
-    import psycopg
-    from conftest import POSTGRES_URL
-
-    dsn = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
-    try:
-        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError:
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    name = f"provml_test_icu_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(
-            f'CREATE DATABASE "{name}" TEMPLATE template0 LOCALE_PROVIDER icu '
-            "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
-        )
-    try:
-        yield f"{POSTGRES_URL.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.mark.postgres
 def test_listings_sort_by_code_point_whatever_the_database_collation(icu_postgres_url):
     store = SQLStore(icu_postgres_url)

@@ -13,7 +13,6 @@ from test_sql_store import (
     EX,
     entity,
     every_relation_kind,
-    icu_postgres_url,  # noqa: F401  (a fixture)
     rich_bundle,
     small_bundle,
 )
@@ -219,7 +218,7 @@ def test_concurrent_ingests_creating_the_same_new_bundles_store_them_once(postgr
 
 
 @pytest.mark.postgres
-def test_descriptions_merge_in_code_point_order_whatever_the_collation(icu_postgres_url):  # noqa: F811
+def test_descriptions_merge_in_code_point_order_whatever_the_collation(icu_postgres_url):
     store = SQLStore(icu_postgres_url)
     store.upgrade()
     try:
