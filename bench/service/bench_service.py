@@ -546,7 +546,7 @@ def main() -> None:
         # complete while the SQL store is still empty, and the outbox is cleared after
         # the load. (A store the server finds incomplete, e.g. an empty directory not
         # made by provml, it rebuilds from SQL: that ran through the lineage timings
-        # of stop 12 and of the first run of stop 14.)
+        # of earlier runs: RESULTS.md, Run 8.)
         empty_rdf = workdir / "oxigraph-sqlite-unused"
         unused = RDFStore.open(str(empty_rdf))
         unused.rebuild(store)
