@@ -255,13 +255,14 @@ def test_readiness_reports_a_rebuild_of_the_rdf_store_until_it_is_done(tmp_path,
         caught_up(service)
         rdf_path = service.app.state.services.location.rdf_path
     shutil.rmtree(rdf_path)  # the SQL records stay: the next start rebuilds from them
-    real, release = provml.rdf.RDFStore.rebuild, threading.Event()
+    # The projector rebuilds through RDFStore._rebuild (also what `rebuild` runs).
+    real, release = provml.rdf.RDFStore._rebuild, threading.Event()
 
     def held(self, *args, **kwargs):
         assert release.wait(20)
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(provml.rdf.RDFStore, "rebuild", held)
+    monkeypatch.setattr(provml.rdf.RDFStore, "_rebuild", held)
     with serving(tmp_path) as service:
         during = service.get("/readyz")
         release.set()

@@ -19,6 +19,7 @@ Create Date: 2026-12-03
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
@@ -26,43 +27,47 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-# (table, column, SQL type): the columns of a key or an index, and the digests, as of
-# this revision.
+# (table, column, type): the columns of a key or an index, and the digests, as of this
+# revision.
 KEY_COLUMNS = (
-    ("bundles", "id", "text"),
-    ("bundles", "parent", "text"),
-    ("nodes", "bundle_id", "text"),
-    ("nodes", "iri", "text"),
-    ("nodes", "ml_class", "varchar(64)"),
-    ("nodes", "digest", "varchar(32)"),
-    ("relations", "key", "varchar(32)"),
-    ("relations", "bundle_id", "text"),
-    ("relations", "kind", "varchar(32)"),
-    ("relations", "digest", "varchar(32)"),
-    ("lineage_edges", "relation_key", "varchar(32)"),
-    ("lineage_edges", "role", "varchar(32)"),
-    ("lineage_edges", "subject", "text"),
-    ("lineage_edges", "object", "text"),
-    ("outbox", "bundle_id", "text"),
+    ("bundles", "id", None),
+    ("bundles", "parent", None),
+    ("nodes", "bundle_id", None),
+    ("nodes", "iri", None),
+    ("nodes", "ml_class", 64),
+    ("nodes", "digest", 32),
+    ("relations", "key", 32),
+    ("relations", "bundle_id", None),
+    ("relations", "kind", 32),
+    ("relations", "digest", 32),
+    ("lineage_edges", "relation_key", 32),
+    ("lineage_edges", "role", 32),
+    ("lineage_edges", "subject", None),
+    ("lineage_edges", "object", None),
+    ("outbox", "bundle_id", None),
 )
 
 
-def _collate(collation: str) -> None:
+def _text(length: int | None, collation: str | None) -> sa.types.TypeEngine:
+    return sa.Text(collation=collation) if length is None else sa.String(length, collation)
+
+
+def _collate(collation: str | None) -> None:
+    """Every key column in ``collation`` (None: the database's default)."""
     if op.get_context().dialect.name != "postgresql":
         return
-    tables: dict[str, list[str]] = {}
-    for table, column, sql_type in KEY_COLUMNS:
-        tables.setdefault(table, []).append(
-            f'ALTER COLUMN "{column}" TYPE {sql_type} COLLATE {collation}'
+    for table, column, length in KEY_COLUMNS:
+        op.alter_column(
+            table,
+            column,
+            type_=_text(length, collation),
+            existing_type=_text(length, None),
         )
-    # One statement per table, so each table's indexes are rebuilt once.
-    for table, clauses in tables.items():
-        op.execute(f'ALTER TABLE "{table}" ' + ", ".join(clauses))
 
 
 def upgrade() -> None:
-    _collate('"C"')
+    _collate("C")
 
 
 def downgrade() -> None:
-    _collate('"default"')
+    _collate(None)
