@@ -224,9 +224,11 @@ def _breadth_first(
 # there. Then every reached node comes back with its distance, once per edge leaving
 # it (or once alone): the edges of every level but one that passed max_nodes, stop
 # nodes (after the root) not expanded; with the columns of its relation an edge shows.
+# The arrays start in the "C" collation of the IRI columns (migration 0004): the
+# recursive term's collation must match the first term's.
 _WALK_POSTGRESQL = """
 WITH RECURSIVE walk(level, frontier, seen) AS (
-    SELECT 0, ARRAY[CAST(:root AS text)], ARRAY[CAST(:root AS text)]
+    SELECT 0, ARRAY[CAST(:root AS text) COLLATE "C"], ARRAY[CAST(:root AS text) COLLATE "C"]
   UNION ALL
     SELECT w.level + 1, n.found, w.seen || n.found
     FROM walk AS w CROSS JOIN LATERAL (

@@ -21,6 +21,9 @@ Tables:
   which of the bundle's records changed (those from ``from_position`` on, and the
   elements named in ``merged``), or, where ``from_position`` is NULL, the whole bundle.
 
+The columns of keys and indexes, and the digests, compare byte by byte on both backends
+(``_bytewise``): the same order everywhere, and no locale library in a B-tree probe.
+
 Times keep their exact ISO 8601 text (any offset, or none) for round trips, plus a
 naive-UTC ``…_utc`` column that sorts and compares on both backends.
 
@@ -39,6 +42,18 @@ BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 #: Length of the hex digests in ``relations.key`` and the ``digest`` columns.
 DIGEST_LENGTH = 32
 
+
+def _bytewise(length: int | None = None) -> sa.types.TypeEngine[str]:
+    """Text that compares byte by byte (code point order) on both backends.
+
+    SQLite's default; the "C" collation on PostgreSQL, whatever the database's own
+    (migration 0004). For the columns of keys and indexes: bundle ids, IRIs, digests.
+    """
+    if length is None:
+        return sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+
 # Constraint names are fixed by convention so that migrations and autogenerate agree.
 metadata = sa.MetaData(
     naming_convention={
@@ -52,8 +67,8 @@ metadata = sa.MetaData(
 bundles = sa.Table(
     "bundles",
     metadata,
-    sa.Column("id", sa.Text(), primary_key=True),
-    sa.Column("parent", sa.Text(), nullable=True, index=True),
+    sa.Column("id", _bytewise(), primary_key=True),
+    sa.Column("parent", _bytewise(), nullable=True, index=True),
     sa.Column("namespaces", JSONType, nullable=False),  # [[prefix, iri], …] in order
     sa.Column("attributes", JSONType, nullable=False),
     sa.Column("created", sa.DateTime(), nullable=False),  # naive UTC
@@ -65,10 +80,10 @@ bundles = sa.Table(
 nodes = sa.Table(
     "nodes",
     metadata,
-    sa.Column("bundle_id", sa.Text(), sa.ForeignKey("bundles.id"), primary_key=True),
-    sa.Column("iri", sa.Text(), primary_key=True),
+    sa.Column("bundle_id", _bytewise(), sa.ForeignKey("bundles.id"), primary_key=True),
+    sa.Column("iri", _bytewise(), primary_key=True),
     sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("ml_class", sa.String(64), nullable=True, index=True),
+    sa.Column("ml_class", _bytewise(64), nullable=True, index=True),
     sa.Column("label", sa.Text(), nullable=True),
     sa.Column("attributes", JSONType, nullable=False),
     sa.Column("start_time", sa.Text(), nullable=True),
@@ -76,7 +91,7 @@ nodes = sa.Table(
     sa.Column("end_time", sa.Text(), nullable=True),
     sa.Column("end_utc", sa.DateTime(), nullable=True),
     sa.Column("position", sa.BigInteger(), nullable=False),
-    sa.Column("digest", sa.String(DIGEST_LENGTH), nullable=False),
+    sa.Column("digest", _bytewise(DIGEST_LENGTH), nullable=False),
     # Covering: which bundles describe an element, with which content, index-only.
     sa.Index("ix_nodes_iri_bundle_id_digest", "iri", "bundle_id", "digest"),
     # The records a batch added to a bundle, for the RDF projector.
@@ -86,9 +101,9 @@ nodes = sa.Table(
 relations = sa.Table(
     "relations",
     metadata,
-    sa.Column("key", sa.String(DIGEST_LENGTH), primary_key=True),
-    sa.Column("bundle_id", sa.Text(), sa.ForeignKey("bundles.id"), nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False, index=True),
+    sa.Column("key", _bytewise(DIGEST_LENGTH), primary_key=True),
+    sa.Column("bundle_id", _bytewise(), sa.ForeignKey("bundles.id"), nullable=False),
+    sa.Column("kind", _bytewise(32), nullable=False, index=True),
     sa.Column("rel_id", sa.Text(), nullable=True),
     sa.Column("subject", sa.Text(), nullable=True),
     sa.Column("object", sa.Text(), nullable=True),
@@ -97,7 +112,7 @@ relations = sa.Table(
     sa.Column("extras", JSONType, nullable=False),  # [[argument name, iri], …]
     sa.Column("attributes", JSONType, nullable=False),
     sa.Column("position", sa.BigInteger(), nullable=False),
-    sa.Column("digest", sa.String(DIGEST_LENGTH), nullable=False),
+    sa.Column("digest", _bytewise(DIGEST_LENGTH), nullable=False),
     # A bundle's relations, and those a batch added to it (for the RDF projector).
     sa.Index("ix_relations_bundle_id_position", "bundle_id", "position"),
 )
@@ -107,15 +122,15 @@ lineage_edges = sa.Table(
     metadata,
     sa.Column(
         "relation_key",
-        sa.String(DIGEST_LENGTH),
+        _bytewise(DIGEST_LENGTH),
         sa.ForeignKey("relations.key"),
         primary_key=True,
     ),
     # The PROV-DM argument the object end fills: the relation's object ("usedEntity",
     # "agent", …) or an extra argument ("plan", "activity", "starter", "ender").
-    sa.Column("role", sa.String(32), primary_key=True),
-    sa.Column("subject", sa.Text(), nullable=False),
-    sa.Column("object", sa.Text(), nullable=False),
+    sa.Column("role", _bytewise(32), primary_key=True),
+    sa.Column("subject", _bytewise(), nullable=False),
+    sa.Column("object", _bytewise(), nullable=False),
     # Both ends, each holding every column, so a walk step is an index-only lookup.
     sa.Index(
         "ix_lineage_edges_subject_object_role_relation_key",
@@ -137,7 +152,7 @@ outbox = sa.Table(
     "outbox",
     metadata,
     sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
-    sa.Column("bundle_id", sa.Text(), sa.ForeignKey("bundles.id"), nullable=False),
+    sa.Column("bundle_id", _bytewise(), sa.ForeignKey("bundles.id"), nullable=False),
     sa.Column("created", sa.DateTime(), nullable=False),
     # The bundle's next_position before the ingest: its records from here on are new.
     # NULL: project the whole bundle (a replay, changed bundle metadata, a row written

@@ -496,16 +496,15 @@ def _node(elements: list[Element], bundle_ids: list[str]) -> Node:
 
 
 # The descriptions of a set of elements, one row per distinct content: the full row of
-# the first bundle (by code point) holding it, plus every bundle holding it. The first
-# bundle is compared back in the column's own collation, so the primary key is probed.
+# the first bundle (by code point: the key columns compare bytes on both backends)
+# holding it, plus every bundle holding it.
 _DESCRIBE_POSTGRESQL = """
 SELECT d.bundle_ids, n.* FROM (
-    SELECT iri, digest, array_agg(bundle_id) AS bundle_ids,
-           min(bundle_id COLLATE "C") COLLATE "default" AS first
+    SELECT iri, digest, array_agg(bundle_id) AS bundle_ids, min(bundle_id) AS first
     FROM nodes WHERE iri = ANY(CAST(:iris AS text[])) GROUP BY iri, digest
 ) AS d JOIN nodes AS n ON n.bundle_id = d.first AND n.iri = d.iri
 """
-# SQLite compares text as bytes (code point order) already; JSON1 is built in.
+# JSON1 is built into SQLite.
 _DESCRIBE_SQLITE = """
 SELECT d.bundle_ids, n.* FROM (
     SELECT iri, digest, json_group_array(bundle_id) AS bundle_ids, min(bundle_id) AS first
@@ -666,14 +665,6 @@ class SQLStore:
         """
         with self._transaction() as conn:
             yield conn
-
-    def _text_order(self, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
-        """``column`` sorted by code point on both backends.
-
-        SQLite compares bytes; a PostgreSQL database may have a locale collation that,
-        e.g., ignores punctuation. Pages, merge order and listings must not differ.
-        """
-        return column.collate("C") if self.dialect == "postgresql" else column
 
     def _outdated(self, state: str) -> SchemaOutdated:
         return SchemaOutdated(
@@ -1145,11 +1136,7 @@ class SQLStore:
         """The bundle first, then the bundles nested in it (an imported document)."""
         with self._transaction() as conn:
             first = self._read_bundle(conn, bundle_id)
-            query = (
-                sa.select(_B.c.id)
-                .where(_B.c.parent == bundle_id)
-                .order_by(self._text_order(_B.c.id))
-            )
+            query = sa.select(_B.c.id).where(_B.c.parent == bundle_id).order_by(_B.c.id)
             children = list(conn.scalars(query))
             return [first, *(self._read_bundle(conn, child) for child in children)]
 
@@ -1162,9 +1149,7 @@ class SQLStore:
                 for bundle_id, count in conn.execute(query):
                     counts[bundle_id] = counts.get(bundle_id, 0) + count
             rows = conn.execute(
-                sa.select(_B.c.id, _B.c.parent, _B.c.created).order_by(
-                    _B.c.created, self._text_order(_B.c.id)
-                )
+                sa.select(_B.c.id, _B.c.parent, _B.c.created).order_by(_B.c.created, _B.c.id)
             ).all()
         return [
             BundleInfo(r.id, r.parent, counts.get(r.id, 0), r.created.replace(tzinfo=UTC))
@@ -1174,7 +1159,7 @@ class SQLStore:
     def iter_bundles(self) -> Iterator[Bundle]:
         """Every bundle, one read at a time (memory stays bounded on big stores)."""
         with self._transaction() as conn:
-            ids = list(conn.scalars(sa.select(_B.c.id).order_by(self._text_order(_B.c.id))))
+            ids = list(conn.scalars(sa.select(_B.c.id).order_by(_B.c.id)))
         for bundle_id in ids:
             yield self.get_bundle(bundle_id)
 
@@ -1258,8 +1243,7 @@ class SQLStore:
         """
         if limit < 0 or offset < 0:
             raise QueryRejected("limit and offset must not be negative")
-        # The ordering expression must be the selected one for DISTINCT on PostgreSQL.
-        iri = self._text_order(_N.c.iri).label("iri")
+        iri = _N.c.iri  # code point order on both backends, as every key column
         query = sa.select(iri).distinct()
         if kind is not None:
             query = query.where(_N.c.kind == kind)
