@@ -6,13 +6,14 @@ a fork taken while another thread is inside pyoxigraph can inherit a held lock a
 hang), each opening the on-disk store read-only and answering one query at a time.
 Idle workers are kept for the next query; a worker that overran its limit is killed.
 
-A read-only RocksDB handle is a snapshot, so every request carries the store's
-*generation* (bumped by each projection and each refresh); a worker reopens its
-handle when the generation moved.
+A read-only RocksDB handle is a snapshot, so every request names the directory to
+read and its *generation*: a writer's newest checkpoint (:mod:`provml._rdf_snapshots`),
+or for a read-only store the store itself and the number its refreshes bumped. A worker
+reopens its handle when either changed.
 
 Protocol on the worker's stdin/stdout: 8-byte big-endian length, then a pickle.
-Request ``(generation, sparql, options, max_rows)``; reply ``("ok", QueryResult)`` or
-``("raised", exception)``. End of stdin ends the worker.
+Request ``(directory, generation, sparql, options, max_rows)``; reply
+``("ok", QueryResult)`` or ``("raised", exception)``. End of stdin ends the worker.
 
 Imports: standard library; the worker side imports :mod:`provml.rdf` (pyoxigraph).
 """
@@ -58,21 +59,22 @@ def _write_message(stream: BinaryIO, message: Any) -> None:
     stream.flush()
 
 
-def serve(path: str) -> None:
-    """Answer queries on stdin from the store at ``path`` until stdin closes."""
+def serve() -> None:
+    """Answer the queries on stdin until stdin closes."""
     from provml.rdf import _evaluate, _open_read_only
 
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but replies may reach the parent's pipe
-    store, generation = None, None
+    store, opened = None, None
     _write_message(replies, _READY)
     while (request := _read_message(requests)) is not None:
-        wanted, sparql, options, max_rows = request
+        directory, generation, sparql, options, max_rows = request
         reply: tuple[str, Any] = ("raised", StoreUnavailable("no answer"))
         for attempt in (1, 2):
             try:
-                if store is None or wanted != generation:
-                    store, generation = _open_read_only(path), wanted
+                if store is None or (directory, generation) != opened:
+                    store = None  # let go of the old handle (and its files) first
+                    store, opened = _open_read_only(directory), (directory, generation)
                 reply = ("ok", _evaluate(store, sparql, options, max_rows))
                 break
             except (OSError, RuntimeError) as exc:
@@ -95,12 +97,12 @@ def serve(path: str) -> None:
 
 
 class _Worker:
-    def __init__(self, path: str) -> None:
+    def __init__(self) -> None:
         # The worker must import this very provml, installed or not.
         here = str(Path(__file__).resolve().parents[1])
         python_path = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "provml._sparql_worker", path],
+            [sys.executable, "-m", "provml._sparql_worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": python_path},
@@ -164,8 +166,7 @@ class _Worker:
 class WorkerPool:
     """Worker processes for one on-disk store; at most ``size`` queries run at once."""
 
-    def __init__(self, path: str, size: int = 4) -> None:
-        self.path = path
+    def __init__(self, size: int = 4) -> None:
         self.size = size
         self._idle: list[_Worker] = []
         self._busy = 0
@@ -186,7 +187,7 @@ class WorkerPool:
             if self._idle:
                 return self._idle.pop()
         try:
-            return _Worker(self.path)  # started outside the lock: it takes a while
+            return _Worker()  # started outside the lock: it takes a while
         except BaseException:
             self._release(None)
             raise
@@ -236,4 +237,4 @@ class WorkerPool:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve()

@@ -16,7 +16,9 @@ Two facts about Oxigraph shape this module (DESIGN.md, "two traps"):
   (:meth:`RDFStore.refresh` takes a new one);
 * pyoxigraph cannot cancel a running query (its Python API has no timeout). A query
   with a ``timeout`` on an on-disk store therefore runs in a worker process that opens
-  the store read-only (:mod:`provml._sparql_worker`); at the deadline the worker is
+  a read-only checkpoint of the store (:mod:`provml._sparql_worker`,
+  :mod:`provml._rdf_snapshots`: the writer's own directory is not safe to read while
+  it compacts); at the deadline the worker is
   killed, so an expensive query really stops and costs nothing afterwards. Workers are
   fresh interpreters kept for reuse, not forks: a fork taken while another thread is
   inside pyoxigraph can inherit a held lock and hang. An in-memory store cannot be
@@ -683,6 +685,7 @@ class RDFStore:
         #: Bundles whose quads could not be made (see :meth:`_quads_of`), by id.
         self.unprojectable: set[str] = set()
         self._workers: Any = None  # a provml._sparql_worker.WorkerPool, made on first use
+        self._snapshots: Any = None  # their provml._rdf_snapshots.ReadSnapshots (a writer's)
         self._workers_lock = threading.Lock()  # not self._lock: a rebuild holds that long
 
     # --------------------------------------------------------------- opening
@@ -741,6 +744,9 @@ class RDFStore:
             if self._workers is not None:
                 self._workers.close()
                 self._workers = None
+            if self._snapshots is not None:
+                self._snapshots.close()
+                self._snapshots = None
         with self._lock:
             if self._inner is not None and not self.read_only:
                 with contextlib.suppress(OSError):  # in memory: nothing to flush
@@ -1057,16 +1063,21 @@ class RDFStore:
         # Otherwise the default graph is the store's own: the merge of all bundles.
         store = self._store
 
+        query = (sparql, options, max_rows)
+
         def work() -> QueryResult:
-            return _evaluate(store, sparql, options, max_rows)
+            return _evaluate(store, *query)
 
         try:
             if timeout is None:
                 return work()
             if self.path is None or os.name == "nt":  # no select() on pipes on Windows
                 return _run_in_thread(work, timeout)
-            request = (self._generation, sparql, options, max_rows)
-            return self._worker_pool().run(request, timeout)
+            pool = self._worker_pool()
+            if self.read_only:  # another process writes; the generation is ours
+                return pool.run((str(self.path), self._generation, *query), timeout)
+            with self._reader_snapshots().use(store, self._generation) as directory:
+                return pool.run((str(directory), 0, *query), timeout)
         except SyntaxError as exc:
             raise QueryRejected(f"SPARQL syntax error: {exc}", reason="syntax") from None
         except RuntimeError as exc:
@@ -1086,8 +1097,18 @@ class RDFStore:
             if self._inner is None:
                 raise StoreUnavailable("the RDF store is closed")
             if self._workers is None:
-                self._workers = WorkerPool(str(self.path))
+                self._workers = WorkerPool()
             return self._workers
+
+    def _reader_snapshots(self) -> Any:
+        """The checkpoints the query workers read (:mod:`provml._rdf_snapshots`)."""
+        from provml._rdf_snapshots import ReadSnapshots
+
+        assert self.path is not None and not self.read_only
+        with self._workers_lock:
+            if self._snapshots is None:
+                self._snapshots = ReadSnapshots(self.path)
+            return self._snapshots
 
     def as_rdflib_dataset(self) -> rdflib.Dataset:
         """An rdflib Dataset over this store (through oxrdflib), default graph = the merge.

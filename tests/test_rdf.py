@@ -828,6 +828,42 @@ def test_a_query_with_a_time_limit_sees_what_was_just_projected(sqlite_store, tm
         assert rdf.query(graphs, timeout=30).rows == [(Ref(CURATION),), (Ref(TRAINING),)]
 
 
+def test_a_query_worker_reads_on_after_the_writer_compacted_its_files(sqlite_store, tmp_path):
+    # RocksDB opens a read-only handle's table files on first use. A compaction in the
+    # writer deletes the files it merged; a worker reading the writer's own directory
+    # then met a missing file in mid-query and pyoxigraph looped on the error until the
+    # time limit killed it. Workers read a checkpoint, whose files are hard links.
+    with RDFStore.open(tmp_path / "oxigraph") as rdf:
+        for part in range(6):  # many small table files: more than the 16 opened up front
+            bundle = Bundle(
+                f"{B}bundle/part/{part}",
+                tuple(Element("entity", f"{B}e/{part}/{i}", ()) for i in range(200)),
+            )
+            sqlite_store.ingest([bundle])
+            rdf.project(sqlite_store)
+            rdf._store.flush()
+        assert rdf.query("ASK { }", timeout=10).boolean  # a worker opens its snapshot
+        rdf._store.optimize()  # compacts: the writer's table files are replaced
+        answer = rdf.query(
+            "SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s a prov:Entity } }", timeout=10
+        )
+        assert answer.rows == [(1200,)]
+
+
+def test_query_snapshots_are_deleted_once_a_newer_one_serves(sqlite_store, tmp_path):
+    graphs = "SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } } ORDER BY ?g"
+    with RDFStore.open(tmp_path / "oxigraph") as rdf:
+        for part in range(4):
+            sqlite_store.ingest([Bundle(f"{B}bundle/p{part}", (Element("entity", f"{B}p{part}"),))])
+            rdf.project(sqlite_store)
+            assert len(rdf.query(graphs, timeout=10).rows) == part + 1
+        snapshots = tmp_path / "oxigraph.snapshots"
+        assert len(list(snapshots.iterdir())) == 1  # the newest; the others were deleted
+        assert rdf.query(graphs, timeout=10).rows  # nothing projected: no new snapshot
+        assert len(list(snapshots.iterdir())) == 1
+    assert not snapshots.exists()
+
+
 def test_on_an_in_memory_store_the_caller_gets_its_timeout_on_time(sqlite_store):
     sqlite_store.ingest([many_entities_bundle(700)])
     rdf = RDFStore.open()  # no process can share it: the query runs in a thread
