@@ -151,3 +151,27 @@ def test_records_read_back_the_same_after_0004_down_and_up_again(fresh):
     assert [n.id for n in fresh.find_nodes()] == [EX + "cube", EX + "raw.segy"]
     fresh.ingest([Bundle(EX + "later", (Element("entity", EX + "cube"),))])
     assert fresh.get_node(EX + "cube").bundles == (EX + "bundle", EX + "later")
+
+
+def test_0005_drops_the_foreign_keys_and_its_downgrade_restores_them(fresh):
+    def foreign_keys() -> set[tuple[str, str]]:
+        inspector = sa.inspect(fresh.engine)
+        return {
+            (table, fk["referred_table"])
+            for table in ("nodes", "relations", "lineage_edges", "outbox")
+            for fk in inspector.get_foreign_keys(table)
+        }
+
+    fresh.upgrade()
+    fresh.ingest([Bundle(EX + "bundle", (Relation("used", EX + "run", EX + "raw.segy"),))])
+    assert foreign_keys() == set()
+    fresh.downgrade("0004")
+    assert foreign_keys() == {
+        ("nodes", "bundles"),
+        ("relations", "bundles"),
+        ("lineage_edges", "relations"),
+        ("outbox", "bundles"),
+    }
+    fresh.upgrade()
+    assert foreign_keys() == set()
+    assert fresh.dangling_rows() == {"nodes": 0, "relations": 0, "outbox": 0, "lineage_edges": 0}

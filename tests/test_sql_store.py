@@ -459,21 +459,52 @@ def test_concurrent_writers_into_one_bundle_lose_nothing(store):
     )
 
 
-def test_sqlite_runs_in_wal_mode_with_foreign_keys_enforced(sqlite_url):
-    import sqlalchemy as sa
-
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url):
     store = SQLStore(sqlite_url)
     store.upgrade()
     try:
         with store.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
-            with pytest.raises(sa.exc.IntegrityError):
-                conn.exec_driver_sql(
-                    "INSERT INTO outbox (bundle_id, created) VALUES ('urn:x:none', '2024-01-01')"
-                )
     finally:
         store.close()
+
+
+def test_no_kind_of_batch_leaves_a_row_naming_a_missing_bundle_or_relation(store):
+    # The schema has no foreign keys (migration 0005): ingest keeps the references true.
+    store.ingest([small_bundle("bundle/a", entity("data/x"), entity("data/y"))])
+    store.ingest([small_bundle("bundle/a", entity("data/x", (EX + "note", "merged")))])
+    store.ingest([small_bundle("bundle/a", entity("data/x"))])  # a replay
+    run = Bundle(
+        EX + "bundle/run",
+        (
+            Element("activity", EX + "run/1"),
+            Relation("used", EX + "run/1", EX + "data/x", id=EX + "use/1"),
+            Relation("wasGeneratedBy", EX + "data/z", EX + "run/1", id=EX + "gen/1"),
+        ),
+    )
+    store.ingest([run])
+    clash = Relation("used", EX + "run/1", EX + "data/y", id=EX + "use/1")
+    with pytest.raises(Conflict):  # refused: nothing of the batch may stay
+        store.ingest([small_bundle("bundle/new", entity("data/n")), Bundle(run.id, (clash,))])
+    assert store.dangling_rows() == {"nodes": 0, "relations": 0, "outbox": 0, "lineage_edges": 0}
+    assert EX + "bundle/new" not in {b.id for b in store.list_bundles()}
+
+
+def test_dangling_rows_finds_a_row_written_around_the_ingest(store):
+    import sqlalchemy as sa
+
+    from provml.store import models
+
+    store.ingest([small_bundle("bundle/a", entity("data/x"))])
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(models.outbox).values(
+                bundle_id=EX + "bundle/gone", created=datetime(2024, 1, 1)
+            )
+        )
+    assert store.dangling_rows()["outbox"] == 1
+    assert store.dangling_rows()["nodes"] == 0
 
 
 # ------------------------------------------------------------------ property test

@@ -1292,6 +1292,29 @@ class SQLStore:
         total %= 1 << 512
         return hashlib.blake2b(f"{count}:{total:x}".encode(), digest_size=32).hexdigest()
 
+    def dangling_rows(self) -> dict[str, int]:
+        """Rows naming a bundle (or, for an edge, a relation) that is not stored, by table.
+
+        The schema has no foreign keys (migration 0005); :meth:`ingest` writes or locks
+        the bundle before any row naming it, and a relation before its edges, in one
+        transaction. A store that keeps that promise answers all zeros.
+        """
+        checks = (
+            (_N, _N.c.bundle_id, _B.c.id),
+            (_R, _R.c.bundle_id, _B.c.id),
+            (_O, _O.c.bundle_id, _B.c.id),
+            (_E, _E.c.relation_key, _R.c.key),
+        )
+        with self._transaction() as conn:
+            return {
+                table.name: conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(table)
+                    .where(~sa.exists().where(target == column))
+                ).scalar_one()
+                for table, column, target in checks
+            }
+
     # --------------------------------------------------------------------- outbox
 
     def outbox_pending(self, limit: int = 1000) -> list[OutboxEntry]:
