@@ -1076,7 +1076,8 @@ class RDFStore:
             pool = self._worker_pool()
             if self.read_only:  # another process writes; the generation is ours
                 return pool.run((str(self.path), self._generation, *query), timeout)
-            with self._reader_snapshots().use(store, self._generation) as directory:
+            snapshots = self._reader_snapshots()
+            with snapshots.use(store, self._generation, self._lock) as directory:
                 return pool.run((str(directory), 0, *query), timeout)
         except SyntaxError as exc:
             raise QueryRejected(f"SPARQL syntax error: {exc}", reason="syntax") from None
