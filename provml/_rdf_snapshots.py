@@ -85,7 +85,8 @@ class ReadSnapshots:
                 self._users[directory] -= 1
                 if not self._users[directory]:
                     del self._users[directory]
-                self._collect()
+                    if self._newest is None or directory != self._newest[1]:
+                        self._collect()  # the last query on a superseded snapshot left
 
     def _collect(self) -> None:
         """Delete the snapshots that are neither the newest nor in use (lock held)."""
