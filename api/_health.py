@@ -42,7 +42,11 @@ def readyz(services: ServicesDep) -> JSONResponse:
         sql.update(status=exc.code, message=exc.message)
     try:
         # While a rebuild runs, SPARQL answers from a partial projection (REST reads SQL).
-        rdf.update(status="ok", quads=services.rdf.count(), rebuilding=services.rdf.needs_rebuild)
+        rdf.update(
+            status="ok",
+            quads=services.rdf.recent_count(),
+            rebuilding=services.rdf.needs_rebuild,
+        )
         if services.projector is not None and services.projector.last_error:
             rdf["projection_error"] = services.projector.last_error
         if services.rdf.unprojectable:  # stored in SQL, missing from SPARQL (logged)

@@ -111,6 +111,8 @@ class Projector:
                 self.catch_up()
                 self.last_error = None
             except ProvmlError as exc:
+                if self._stop.is_set():
+                    break  # a rebuild stopped by stop(): the next start rebuilds
                 # The SQL store may be briefly unreachable: the rows stay pending.
                 if self.last_error != exc.message:
                     logger.warning("provml: RDF projection failed, retrying: %s", exc.message)
@@ -124,6 +126,7 @@ class Projector:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._rdf.stop_rebuilding()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)

@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -271,6 +272,34 @@ def test_readiness_reports_a_rebuild_of_the_rdf_store_until_it_is_done(tmp_path,
     assert during.status_code == 200  # REST reads SQL, which is complete
     assert during.json()["rdf"]["rebuilding"] is True
     assert after["rdf"]["rebuilding"] is False and after["rdf"]["quads"] > 0
+
+
+def test_a_service_stops_promptly_while_its_rdf_store_is_being_rebuilt(tmp_path, monkeypatch):
+    import provml.rdf
+
+    with serving(tmp_path) as service:
+        stored = service.post("/api/v1/records", content=batch(the_story()), headers=GZIP_JSON)
+        assert stored.status_code == 200, stored.text
+        rdf_path = service.app.state.services.location.rdf_path
+    shutil.rmtree(rdf_path)
+    real, rebuilding = provml.rdf.RDFStore._quads_of, threading.Event()
+
+    def slow(self, bundle):  # 5 bundles, 10 s: a rebuild of minutes, as on a large store
+        rebuilding.set()
+        time.sleep(2)
+        return real(self, bundle)
+
+    monkeypatch.setattr(provml.rdf.RDFStore, "_quads_of", slow)
+    with serving(tmp_path) as service:
+        assert rebuilding.wait(20)
+        assert service.get("/readyz").json()["rdf"]["rebuilding"] is True
+        began = time.monotonic()
+    assert time.monotonic() - began < 4  # it stops after the bundle at hand, not all 5
+    monkeypatch.setattr(provml.rdf.RDFStore, "_quads_of", real)
+    with serving(tmp_path) as service:  # the next start rebuilds it whole
+        caught_up(service)
+        ready = service.get("/readyz").json()["rdf"]
+    assert ready["rebuilding"] is False and ready["quads"] > 0
 
 
 def test_metrics_count_requests_ingested_records_and_query_latencies(client):

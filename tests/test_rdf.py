@@ -351,6 +351,59 @@ def test_a_rebuild_cut_short_is_finished_by_the_next_projection(sqlite_store, sq
             assert rdf.checksum() == fresh.checksum()
 
 
+def test_close_stops_a_rebuild_running_in_another_thread(sqlite_store, tmp_path):
+    sqlite_store.ingest(
+        [Bundle(f"{B}bundle/{i}", (Element("entity", f"{B}e/{i}"),)) for i in range(300)]
+    )
+    path = tmp_path / "oxigraph"
+    rdf = RDFStore.open(path)
+    started, outcome = threading.Event(), []
+
+    def slow_progress(done: int) -> None:  # 300 bundles: 6 s unless stopped
+        started.set()
+        time.sleep(0.02)
+
+    def rebuild() -> None:
+        try:
+            rdf.rebuild(sqlite_store, progress=slow_progress)
+            outcome.append("finished")
+        except StoreUnavailable as exc:
+            outcome.append(exc.message)
+
+    worker = threading.Thread(target=rebuild)
+    worker.start()
+    assert started.wait(10)
+    began = time.monotonic()
+    rdf.close()
+    closed_after = time.monotonic() - began
+    worker.join(10)
+    assert closed_after < 2, f"close() waited {closed_after:.1f} s for the rebuild"
+    assert outcome == ["the RDF store is shutting down: its rebuild stopped"]
+    with RDFStore.open(path) as reopened:
+        assert reopened.needs_rebuild  # the next start rebuilds it whole
+        assert reopened.project(sqlite_store) == 300
+        assert len(reopened.graphs()) == 300
+
+
+def test_the_recent_count_is_taken_again_only_when_the_projection_moved_and_aged(
+    sqlite_store, tmp_path, monkeypatch
+):
+    sqlite_store.ingest([curation_bundle()])
+    with RDFStore.open(tmp_path / "oxigraph") as rdf:
+        rdf.project(sqlite_store)
+        counts = []
+        real = RDFStore.count
+        monkeypatch.setattr(RDFStore, "count", lambda self: counts.append(1) or real(self))
+        first = rdf.recent_count()
+        assert first == real(rdf) > 0 and rdf.recent_count() == first and len(counts) == 1
+        sqlite_store.ingest([training_bundle()])
+        rdf.project(sqlite_store)
+        assert rdf.recent_count() == first and len(counts) == 1  # moved, but 30 s not gone
+        grown = rdf.recent_count(max_age=0)
+        assert grown == real(rdf) > first and len(counts) == 2
+        assert rdf.recent_count(max_age=0) == grown and len(counts) == 2  # not moved since
+
+
 def test_rebuild_gives_the_same_quads_as_incremental_projection(store):
     incremental = RDFStore.open()
     incremental.project(store)
