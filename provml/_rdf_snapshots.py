@@ -14,10 +14,11 @@ table files are hard links, which the writer's compactions cannot take away, and
 checkpoint flushes the memtables first, so a worker's open has no write-ahead log to
 replay (0.04-0.1 s instead of 0.7 s after 20 000 unflushed quads). A snapshot is made
 when a query arrives and the projection has moved since the last one (a backup takes
-0.13-0.2 s on a store of 1M quads), shared by the queries that arrive meanwhile, and
-deleted once a newer one exists and no query is using it. A worker that still holds an
-older one open is never sent a query for it again (requests name the newest), so the
-deletion cannot reach a query.
+0.13-0.2 s on a store of 1M quads; while a projection runs, the projector makes it
+between two bundles, see :class:`ReadSnapshots`), shared by the queries that arrive
+meanwhile, and deleted once a newer one exists and no query is using it. A worker that
+still holds an older one open is never sent a query for it again (requests name the
+newest), so the deletion cannot reach a query.
 
 Imports: standard library only; the store comes in as a pyoxigraph ``Store``.
 """
@@ -25,38 +26,54 @@ Imports: standard library only; the store comes in as a pyoxigraph ``Store``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-_WAIT = 2.0  # seconds a query waits for the writer before reading the newest snapshot
+_log = logging.getLogger("provml.rdf")
+
+_WAIT = 2.0  # seconds a query waits for the writer's checkpoint before reading the newest
+_FRESH = 1.0  # seconds a snapshot is young enough to serve while the writer projects
 
 
 class ReadSnapshots:
-    """Checkpoints of one writable on-disk store, in ``<store directory>.snapshots``."""
+    """Checkpoints of one writable on-disk store, in ``<store directory>.snapshots``.
+
+    A checkpoint is only ever taken by the thread holding the writer's projection
+    lock (``writes``): by a query when the lock is free, or by the projector itself,
+    between two bundles of a pass, when a query asked for one (:meth:`serve_request`).
+    In one CI run of the load test the projector stopped for good while checkpoints
+    were taken beside its writes (a deadlock between ``Store.backup``'s flush and a
+    concurrent write is the suspect, not reproduced). Waiting for the lock instead
+    made queries wait for whole passes: the load test's SPARQL p50 went from 284 to
+    475 ms.
+    """
 
     def __init__(self, store_directory: Path) -> None:
         self.root = store_directory.with_name(store_directory.name + ".snapshots")
         shutil.rmtree(self.root, ignore_errors=True)  # an earlier process's leftovers
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a new newest snapshot
         self._newest: tuple[int, Path] | None = None  # (generation, directory)
+        self._taken = 0.0  # time.monotonic() when the newest was taken
+        self._wanted = False  # a query waits for the writer to take one
         self._users: Counter[Path] = Counter()
         self._serial = 0
 
     @contextlib.contextmanager
     def use(self, store: Any, generation: int, writes: Any) -> Iterator[Path]:
-        """The directory of a snapshot of ``generation`` (or the newest, while the writer is
-        busy), kept while in use.
+        """The directory of a snapshot of ``generation``, or near it, kept while in use.
 
-        ``writes`` is the writer's projection lock, so a checkpoint is taken between
-        projections, never while one writes from another thread. In one CI run of the
-        load test the projector stopped for good, with checkpoints taken during its
-        writes; not reproduced yet, a deadlock between ``Store.backup``'s flush and a
-        concurrent write is the suspect. A rebuild holds that lock for minutes: past
-        ``_WAIT`` s the query reads the newest snapshot.
+        With the writer idle, a query takes a checkpoint itself. While the writer
+        projects, a snapshot under ``_FRESH`` s old serves at once; an older one is
+        renewed by the projector at its next bundle, and the query waits for that up to
+        ``_WAIT`` s (a rebuild holds the lock for minutes), then reads the newest. So
+        answers lag the projection by about a second at most while it runs.
 
         Raises:
             OSError: the checkpoint could not be written (a full disk, say), or there
@@ -64,17 +81,15 @@ class ReadSnapshots:
         """
         with self._lock:
             if self._newest is None or self._newest[0] != generation:
-                if writes.acquire(timeout=_WAIT):
+                if writes.acquire(blocking=False):
                     try:
-                        self._serial += 1
-                        directory = self.root / f"{self._serial:08d}"
-                        self.root.mkdir(parents=True, exist_ok=True)
-                        store.backup(str(directory))
-                        self._newest = (generation, directory)
+                        self._take(store, generation)
                     finally:
                         writes.release()
-                    self._collect()
-                elif self._newest is None:
+                elif self._newest is None or time.monotonic() - self._taken >= _FRESH:
+                    before, self._wanted = self._newest, True
+                    self._changed.wait_for(lambda: self._newest is not before, timeout=_WAIT)
+                if self._newest is None:
                     raise OSError("the RDF store is being rebuilt; no snapshot to query yet")
             directory = self._newest[1]
             self._users[directory] += 1
@@ -87,6 +102,31 @@ class ReadSnapshots:
                     del self._users[directory]
                     if self._newest is None or directory != self._newest[1]:
                         self._collect()  # the last query on a superseded snapshot left
+
+    def serve_request(self, store: Any, generation: int) -> None:
+        """Take the checkpoint a waiting query asked for; the writer calls this between
+        two bundles, holding its projection lock. Costs nothing when none is wanted."""
+        if not self._wanted:
+            return
+        with self._lock:
+            if not self._wanted:
+                return
+            try:
+                self._take(store, generation)
+            except OSError as exc:  # the projection goes on; the query reads the newest
+                _log.warning("provml: cannot checkpoint the RDF store for a query: %s", exc)
+                self._wanted = False
+                self._changed.notify_all()
+
+    def _take(self, store: Any, generation: int) -> None:
+        """Checkpoint the store as the newest snapshot (both locks held)."""
+        self._serial += 1
+        directory = self.root / f"{self._serial:08d}"
+        self.root.mkdir(parents=True, exist_ok=True)
+        store.backup(str(directory))
+        self._newest, self._taken, self._wanted = (generation, directory), time.monotonic(), False
+        self._changed.notify_all()
+        self._collect()
 
     def _collect(self) -> None:
         """Delete the snapshots that are neither the newest nor in use (lock held)."""

@@ -853,7 +853,9 @@ class RDFStore:
                 written = self._project_bundle(record_store, bundle_id, change)
                 writes += written
                 self._flush_if_due(written)
+                self._offer_snapshot()
             self._generation += 1
+            self._offer_snapshot()
         record_store.outbox_done([row.seq for row in rows])
         _log.debug(
             "projected %d bundle(s) into the RDF store (%d quads written)", len(changes), writes
@@ -905,6 +907,11 @@ class RDFStore:
                 )
             self.unprojectable.add(bundle.id)
             return None
+
+    def _offer_snapshot(self) -> None:
+        """Checkpoint for the queries waiting on this projection, if any (lock held)."""
+        if self._snapshots is not None:
+            self._snapshots.serve_request(self._store, self._generation)
 
     def _flush_if_due(self, writes: int) -> None:
         """Flush RocksDB's memtables once ``_FLUSH_AFTER_WRITES`` quads were written.

@@ -881,6 +881,49 @@ def test_a_query_with_a_time_limit_sees_what_was_just_projected(sqlite_store, tm
         assert rdf.query(graphs, timeout=30).rows == [(Ref(CURATION),), (Ref(TRAINING),)]
 
 
+def test_while_the_writer_projects_a_query_reads_a_young_snapshot_or_one_made_between_bundles(
+    sqlite_store, tmp_path, monkeypatch
+):
+    import provml._rdf_snapshots
+
+    graphs = "SELECT (COUNT(DISTINCT ?g) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }"
+    with RDFStore.open(tmp_path / "oxigraph") as rdf:
+        sqlite_store.ingest([curation_bundle()])
+        rdf.project(sqlite_store)
+        assert rdf.query(graphs, timeout=30).rows == [(1,)]  # a snapshot of one bundle
+        sqlite_store.ingest([training_bundle()])
+        rdf.project(sqlite_store)  # the projection has moved past that snapshot
+        slow_bundles = [
+            Bundle(f"{B}bundle/slow/{i}", (Element("entity", f"{B}slow/{i}"),)) for i in range(10)
+        ]
+        sqlite_store.ingest(slow_bundles)
+        real, projecting = RDFStore._project_bundle, threading.Event()
+
+        def slow(self, *args):  # a pass of 3 s, holding the projection lock throughout
+            projecting.set()
+            time.sleep(0.3)
+            return real(self, *args)
+
+        monkeypatch.setattr(RDFStore, "_project_bundle", slow)
+        writer = threading.Thread(target=rdf.project, args=(sqlite_store,))
+        writer.start()
+        try:
+            assert projecting.wait(5)
+            monkeypatch.setattr(provml._rdf_snapshots, "_FRESH", 60.0)
+            began = time.monotonic()
+            assert rdf.query(graphs, timeout=30).rows == [(1,)]  # young enough: served as is
+            assert time.monotonic() - began < 1.0
+            monkeypatch.setattr(provml._rdf_snapshots, "_FRESH", 0.0)
+            began = time.monotonic()
+            ((seen,),) = rdf.query(graphs, timeout=30).rows  # old: the projector makes one
+            waited = time.monotonic() - began
+        finally:
+            writer.join(10)
+        assert 2 <= seen < 12  # taken between two bundles of the running pass
+        assert waited < 1.5  # within a bundle or two, not the 2 s a query waits at most
+        assert rdf.query(graphs, timeout=30).rows == [(12,)]
+
+
 def test_a_query_worker_reads_on_after_the_writer_compacted_its_files(sqlite_store, tmp_path):
     # RocksDB opens a read-only handle's table files on first use. A compaction in the
     # writer deletes the files it merged; a worker reading the writer's own directory
