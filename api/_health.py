@@ -36,7 +36,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
     try:
         services.sql.check_schema()
         sql.update(status="ok", revision=services.sql.current_revision())
-        sql["outbox_pending"] = len(services.sql.outbox_pending(10_000))
+        sql["outbox_pending"] = services.sql.outbox_backlog(10_000)
     except ProvmlError as exc:
         ready = False
         sql.update(status=exc.code, message=exc.message)

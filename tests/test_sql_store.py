@@ -347,9 +347,13 @@ def test_each_ingest_queues_its_bundles_for_the_projector_until_done(store):
     assert [row.seq for row in pending] == sorted(row.seq for row in pending)
     # New bundles: every record from position 0 on; the replay: the whole bundle again.
     assert [(row.from_position, row.merged) for row in pending] == [(0, ()), (0, ()), (None, ())]
+    assert store.outbox_backlog() == 3 and store.outbox_backlog(limit=2) == 2
     store.outbox_done([pending[0].seq, pending[1].seq])
     assert store.outbox_pending() == pending[2:]
     assert store.outbox_pending(limit=0) == []
+    assert store.outbox_backlog() == 1
+    store.outbox_done([pending[2].seq])
+    assert store.outbox_backlog() == 0
 
 
 def test_an_outbox_row_names_the_records_its_ingest_added_or_merged(store):

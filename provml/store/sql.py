@@ -1330,6 +1330,16 @@ class SQLStore:
                 for seq, bundle_id, from_position, merged in conn.execute(query)
             ]
 
+    def outbox_backlog(self, limit: int = 10_000) -> int:
+        """How many outbox entries wait for the projector, counted up to ``limit``.
+
+        For ``/readyz``, which is polled: it reads the narrow primary key only, where
+        :meth:`outbox_pending` fetches and decodes up to ``limit`` whole rows.
+        """
+        waiting = sa.select(_O.c.seq).limit(limit).subquery()
+        with self._transaction() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(waiting)).scalar_one()
+
     def outbox_done(self, seqs: Iterable[int]) -> None:
         """Remove outbox entries the projector has applied."""
         values = sorted(set(seqs))
