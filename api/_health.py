@@ -32,6 +32,8 @@ def healthz() -> Health:
 def readyz(services: ServicesDep) -> JSONResponse:
     sql: dict[str, object] = {"backend": services.location.backend}
     rdf: dict[str, object] = {"owner": services.owns_rdf}
+    if not services.owns_rdf:  # what this process's SPARQL reads: see provml._rdf_snapshots
+        rdf["reads"] = "published snapshot" if services.rdf.reads_copy else "live directory"
     ready = True
     try:
         services.sql.check_schema()

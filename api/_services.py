@@ -8,7 +8,8 @@ outbox whenever an ingest wakes it, and every ``project_interval`` seconds for r
 other processes appended; on an embedded store it first takes in the batches training
 jobs left in the store's inbox (:mod:`provml.inbox`). Ingest responses
 never wait for it. Further worker processes find the directory locked, open it
-read-only and take a fresh snapshot on the same interval.
+read-only and, on the same interval, take up the newest snapshot the owner published
+for them (the owner's projector publishes one while such readers exist).
 
 Imports: provml core and stores; never FastAPI or provml.capture.
 """
@@ -110,6 +111,7 @@ class Projector:
             try:
                 self.catch_up()
                 self.last_error = None
+                self._publish()
             except ProvmlError as exc:
                 if self._stop.is_set():
                     break  # a rebuild stopped by stop(): the next start rebuilds
@@ -123,6 +125,14 @@ class Projector:
             if not self._wake.is_set():
                 self._idle.set()
             self._wake.wait(self._interval)
+
+    def _publish(self) -> None:
+        """A snapshot for the other processes that read the RDF store, once an interval
+        at most (:meth:`RDFStore.publish_for_readers`)."""
+        try:
+            self._rdf.publish_for_readers(self._interval)
+        except OSError as exc:  # a full disk, say: the readers keep their last one
+            logger.warning("provml: cannot publish an RDF snapshot for the readers: %s", exc)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

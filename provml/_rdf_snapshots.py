@@ -18,7 +18,8 @@ when a query arrives and the projection has moved since the last one (a backup t
 between two bundles, see :class:`ReadSnapshots`), shared by the queries that arrive
 meanwhile, and deleted once a newer one exists and no query is using it. A worker that
 still holds an older one open is never sent a query for it again (requests name the
-newest), so the deletion cannot reach a query.
+newest), so the deletion cannot reach a query. Other processes reading the store copy
+the snapshots the owner publishes for them (:class:`CopiedSnapshots`).
 
 Imports: standard library only; the store comes in as a pyoxigraph ``Store``.
 """
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import secrets
 import shutil
 import threading
 import time
@@ -39,6 +42,7 @@ _log = logging.getLogger("provml.rdf")
 
 _WAIT = 2.0  # seconds a query waits for the writer's checkpoint before reading the newest
 _FRESH = 1.0  # seconds a snapshot is young enough to serve while the writer projects
+_PUBLISHED = "PUBLISHED"  # in the owner's snapshots directory: the newest one's name
 
 
 class ReadSnapshots:
@@ -64,6 +68,8 @@ class ReadSnapshots:
         self._wanted = False  # a query waits for the writer to take one
         self._users: Counter[Path] = Counter()
         self._serial = 0
+        # Names unique across restarts of the owner: a reader tells a new one by name.
+        self._prefix = f"{os.getpid()}-{secrets.token_hex(4)}"
 
     @contextlib.contextmanager
     def use(self, store: Any, generation: int, writes: Any) -> Iterator[Path]:
@@ -118,13 +124,31 @@ class ReadSnapshots:
                 self._wanted = False
                 self._changed.notify_all()
 
+    def publish(self, store: Any, generation: int, min_age: float) -> bool:
+        """Checkpoint for the other processes reading the store, if there are any, the
+        projection moved since the newest snapshot, and that is ``min_age`` s old. The
+        writer calls this holding its projection lock; True if it took one."""
+        if not _readers_exist(self.root):
+            return False
+        with self._lock:
+            if self._newest is not None and (
+                self._newest[0] == generation or time.monotonic() - self._taken < min_age
+            ):
+                return False
+            self._take(store, generation)
+            return True
+
     def _take(self, store: Any, generation: int) -> None:
-        """Checkpoint the store as the newest snapshot (both locks held)."""
+        """Checkpoint the store as the newest snapshot and name it in ``PUBLISHED``,
+        for the processes that read copies of it (both locks held)."""
         self._serial += 1
-        directory = self.root / f"{self._serial:08d}"
+        directory = self.root / f"{self._prefix}-{self._serial:08d}"
         self.root.mkdir(parents=True, exist_ok=True)
         store.backup(str(directory))
         self._newest, self._taken, self._wanted = (generation, directory), time.monotonic(), False
+        staged = self.root / (_PUBLISHED + ".new")
+        staged.write_text(directory.name)
+        os.replace(staged, self.root / _PUBLISHED)
         self._changed.notify_all()
         self._collect()
 
@@ -134,7 +158,7 @@ class ReadSnapshots:
             return
         newest = self._newest[1] if self._newest is not None else None
         for directory in self.root.iterdir():
-            if directory != newest and directory not in self._users:
+            if directory.is_dir() and directory != newest and directory not in self._users:
                 shutil.rmtree(directory, ignore_errors=True)
 
     def close(self) -> None:
@@ -142,3 +166,100 @@ class ReadSnapshots:
             self._newest = None
             self._users.clear()
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+class CopiedSnapshots:
+    """For a process that reads a store another process writes: private copies of the
+    snapshots the owner publishes, in ``<store directory>.snapshots-<pid>``.
+
+    Such a process cannot take checkpoints of its own that are worth having: RocksDB
+    makes one from a read-only handle, but without what the writer holds in its
+    write-ahead log (a test here: 12 000 of 12 500 quads). And it must not read the
+    owner's directory or the owner's snapshots in place, which the owner deletes
+    (the spin of the module docstring). So it hard-links the newest published snapshot
+    into a directory of its own: the links keep the files whatever the owner deletes.
+    The owner publishes while such a directory of a live process exists
+    (:meth:`ReadSnapshots.publish`).
+    """
+
+    def __init__(self, store_directory: Path) -> None:
+        self.source = store_directory.with_name(store_directory.name + ".snapshots")
+        self.root = store_directory.with_name(f"{store_directory.name}.snapshots-{os.getpid()}")
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+        self._lock = threading.Lock()
+        self._current: Path | None = None
+        self._previous: Path | None = None  # kept a round longer: the last handle on it
+        self._users: Counter[Path] = Counter()
+
+    def update(self) -> Path | None:
+        """Copy the newest published snapshot if it is newer than ours; the directory of
+        our newest copy, or None while the owner has published none."""
+        try:
+            name = (self.source / _PUBLISHED).read_text().strip()
+        except OSError:
+            return self._current
+        if self._current is not None and self._current.name == name:
+            return self._current
+        copy = self.root / name
+        try:
+            shutil.copytree(self.source / name, copy, copy_function=os.link)
+        except (OSError, shutil.Error):
+            # Superseded and deleted while we linked: the next update takes the newer one.
+            shutil.rmtree(copy, ignore_errors=True)
+            return self._current
+        with self._lock:
+            self._previous, self._current = self._current, copy
+            self._collect()
+        return copy
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[Path | None]:
+        """Our newest copy (None: none yet), kept while in use."""
+        with self._lock:
+            directory = self._current
+            if directory is not None:
+                self._users[directory] += 1
+        try:
+            yield directory
+        finally:
+            if directory is not None:
+                with self._lock:
+                    self._users[directory] -= 1
+                    if not self._users[directory]:
+                        del self._users[directory]
+                        self._collect()
+
+    def _collect(self) -> None:
+        """Delete our copies that are neither of the two newest nor in use (lock held)."""
+        for directory in self.root.iterdir():
+            if directory not in (self._current, self._previous) and directory not in self._users:
+                shutil.rmtree(directory, ignore_errors=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._current = self._previous = None
+            self._users.clear()
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _readers_exist(snapshots_root: Path) -> bool:
+    """Whether a live process reads copies of this store; dead ones' copies are removed."""
+    found = False
+    for directory in snapshots_root.parent.glob(snapshots_root.name + "-*"):
+        pid = directory.name.rsplit("-", 1)[1]
+        if pid.isdigit() and _alive(int(pid)):
+            found = True
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

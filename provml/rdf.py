@@ -689,6 +689,8 @@ class RDFStore:
         self._snapshots: Any = None  # their provml._rdf_snapshots.ReadSnapshots (a writer's)
         self._workers_lock = threading.Lock()  # not self._lock: a rebuild holds that long
         self._closing = threading.Event()  # see stop_rebuilding()
+        self._copies: Any = None  # a reader's CopiedSnapshots of what the writer published
+        self._reading: Path | None = None  # the copy a reader's handle reads, if any
         #: The last whole-store count: (generation, monotonic time, quads, during a rebuild).
         self._counted: tuple[int, float, int, bool] | None = None
 
@@ -720,7 +722,9 @@ class RDFStore:
                     "(provml rdf rebuild)",
                     path=str(directory),
                 )
-            return cls(_open_read_only(directory), directory, True)
+            store = cls(_open_read_only(directory), directory, True)
+            store._adopt_published()
+            return store
         fresh = not directory.exists()
         directory.parent.mkdir(parents=True, exist_ok=True)
         store = cls(_open_oxigraph(ox.Store, directory), directory, False)
@@ -736,11 +740,45 @@ class RDFStore:
             return False
 
     def refresh(self) -> None:
-        """Reopen a read-only store to see what the writer has projected since."""
+        """Reopen a read-only store to see what the writer has projected since: the
+        newest snapshot the writer published, or, until it publishes one, its directory.
+        """
         if not self.read_only or self.path is None:
             return
-        self._inner = _open_read_only(self.path)
+        if not self._adopt_published() and self._reading is None:
+            self._inner = _open_read_only(self.path)
+            self._generation += 1
+
+    def _adopt_published(self) -> bool:
+        """Read the writer's newest published snapshot, through a private copy
+        (:class:`provml._rdf_snapshots.CopiedSnapshots`); True if it is a new one."""
+        from provml._rdf_snapshots import CopiedSnapshots
+
+        assert self.path is not None and self.read_only
+        with self._workers_lock:
+            if self._copies is None:
+                self._copies = CopiedSnapshots(self.path)
+        current = self._copies.update()
+        if current is None or current == self._reading:
+            return False
+        self._inner, self._reading = _open_read_only(current), current
         self._generation += 1
+        return True
+
+    @property
+    def reads_copy(self) -> bool:
+        """A reader that reads a copy of a snapshot the writer published (not the
+        writer's directory, as it does until the writer publishes one)."""
+        return self._reading is not None
+
+    def publish_for_readers(self, min_age: float) -> bool:
+        """Checkpoint for the processes that read this store, if any (the owner's
+        projector calls this every interval); True if one was taken."""
+        if self.read_only or self.path is None:
+            return False
+        snapshots = self._reader_snapshots()
+        with self._lock:
+            return snapshots.publish(self._store, self._generation, min_age)
 
     def stop_rebuilding(self) -> None:
         """Stop a rebuild running in another thread at its next bundle, and refuse later
@@ -760,6 +798,9 @@ class RDFStore:
             if self._snapshots is not None:
                 self._snapshots.close()
                 self._snapshots = None
+            if self._copies is not None:
+                self._copies.close()
+                self._copies = None
         with self._lock:
             if self._inner is not None and not self.read_only:
                 with contextlib.suppress(OSError):  # in memory: nothing to flush
@@ -1099,7 +1140,8 @@ class RDFStore:
                 return _run_in_thread(work, timeout)
             pool = self._worker_pool()
             if self.read_only:  # another process writes; the generation is ours
-                return pool.run((str(self.path), self._generation, *query), timeout)
+                with self._copies.use() as copy:  # None: the writer published none yet
+                    return pool.run((str(copy or self.path), self._generation, *query), timeout)
             snapshots = self._reader_snapshots()
             with snapshots.use(store, self._generation, self._lock) as directory:
                 return pool.run((str(directory), 0, *query), timeout)

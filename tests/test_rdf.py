@@ -954,9 +954,10 @@ def test_query_snapshots_are_deleted_once_a_newer_one_serves(sqlite_store, tmp_p
             rdf.project(sqlite_store)
             assert len(rdf.query(graphs, timeout=10).rows) == part + 1
         snapshots = tmp_path / "oxigraph.snapshots"
-        assert len(list(snapshots.iterdir())) == 1  # the newest; the others were deleted
+        kept = [path.name for path in snapshots.iterdir() if path.is_dir()]
+        assert kept == [(snapshots / "PUBLISHED").read_text()]  # the newest; others deleted
         assert rdf.query(graphs, timeout=10).rows  # nothing projected: no new snapshot
-        assert len(list(snapshots.iterdir())) == 1
+        assert [path.name for path in snapshots.iterdir() if path.is_dir()] == kept
     assert not snapshots.exists()
 
 
@@ -1075,6 +1076,70 @@ def test_a_read_only_store_sees_later_projections_after_refresh(sqlite_store, tm
         reader.refresh()
         assert reader.graphs() == sorted([CURATION, TRAINING])
         assert reader.checksum() == writer.checksum()
+        reader.close()
+
+
+def test_a_reader_reads_copies_of_what_the_writer_publishes_whatever_the_writer_deletes(
+    sqlite_store, tmp_path
+):
+    # A reading process's worker on the writer's live directory met the files the
+    # writer's compactions deleted, and spun (see test_a_query_worker_reads_on_after_…).
+    path = tmp_path / "oxigraph"
+    count = "SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s a prov:Entity } }"
+
+    def part(n: int) -> Bundle:
+        return Bundle(
+            f"{B}bundle/part/{n}", tuple(Element("entity", f"{B}e/{n}/{i}") for i in range(200))
+        )
+
+    with RDFStore.open(path) as writer:
+        for n in range(6):  # many small table files
+            sqlite_store.ingest([part(n)])
+            writer.project(sqlite_store)
+            writer._store.flush()
+        assert not writer.publish_for_readers(0)  # nobody reads copies: nothing to do
+        reader = RDFStore.open(path, read_only=True)
+        try:
+            assert writer.publish_for_readers(0)  # a reader now: a snapshot, published
+            assert not writer.publish_for_readers(0)  # the projection has not moved
+            reader.refresh()
+            copies = tmp_path / f"oxigraph.snapshots-{os.getpid()}"
+            assert reader._reading is not None and reader._reading.parent == copies
+            assert reader.query(count, timeout=10).rows == [(1200,)]
+            sqlite_store.ingest([part(6)])
+            writer.project(sqlite_store)
+            writer._store.optimize()  # the writer's table files are replaced
+            assert writer.publish_for_readers(0)  # and its older snapshot deleted
+            assert reader.query(count, timeout=10).rows == [(1200,)]  # our copy still reads
+            reader.refresh()
+            assert reader.query(count, timeout=10).rows == [(1400,)]
+            assert reader.count() == writer.count()
+            assert len(list(copies.iterdir())) <= 2
+        finally:
+            reader.close()
+        assert not copies.exists()
+        assert not writer.publish_for_readers(0)
+        dead = tmp_path / "oxigraph.snapshots-999999999"  # a reader that was killed
+        dead.mkdir()
+        assert not writer.publish_for_readers(0) and not dead.exists()
+
+
+def test_a_reader_takes_up_the_snapshots_of_a_restarted_writer(sqlite_store, tmp_path):
+    path = tmp_path / "oxigraph"
+    sqlite_store.ingest([curation_bundle()])
+    with RDFStore.open(path) as writer:
+        writer.project(sqlite_store)
+    reader = RDFStore.open(path, read_only=True)
+    try:
+        for bundles in ([CURATION], [CURATION, TRAINING]):
+            with RDFStore.open(path) as writer:  # a new owner process, say
+                if len(bundles) == 2:
+                    sqlite_store.ingest([training_bundle()])
+                    writer.project(sqlite_store)
+                assert writer.publish_for_readers(0)  # a new owner: its first snapshot
+                reader.refresh()
+                assert reader.reads_copy and reader.graphs() == sorted(bundles)
+    finally:
         reader.close()
 
 
