@@ -124,13 +124,17 @@ class ReadSnapshots:
                 self._wanted = False
                 self._changed.notify_all()
 
-    def publish(self, store: Any, generation: int, min_age: float) -> bool:
+    def publish(self, store: Any, generation: int, min_age: float, writes: Any) -> bool:
         """Checkpoint for the other processes reading the store, if there are any, the
-        projection moved since the newest snapshot, and that is ``min_age`` s old. The
-        writer calls this holding its projection lock; True if it took one."""
+        projection moved since the newest snapshot, and that is ``min_age`` s old.
+
+        The projector calls this every interval, so without readers it costs a
+        directory listing and no lock. ``writes`` is the projection lock, as for
+        :meth:`use`. True if it took one.
+        """
         if not _readers_exist(self.root):
             return False
-        with self._lock:
+        with writes, self._lock:
             if self._newest is not None and (
                 self._newest[0] == generation or time.monotonic() - self._taken < min_age
             ):

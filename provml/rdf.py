@@ -776,9 +776,9 @@ class RDFStore:
         projector calls this every interval); True if one was taken."""
         if self.read_only or self.path is None:
             return False
+        # The generation moves only in the projector's thread, which calls this.
         snapshots = self._reader_snapshots()
-        with self._lock:
-            return snapshots.publish(self._store, self._generation, min_age)
+        return snapshots.publish(self._store, self._generation, min_age, self._lock)
 
     def stop_rebuilding(self) -> None:
         """Stop a rebuild running in another thread at its next bundle, and refuse later
