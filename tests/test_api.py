@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient
 
 from provml import lineage, prov_io
 from provml.api import Settings, create_app
+from provml.api._schemas import LineageView
 from provml.queries import EXAMPLE_BY_NAME
 from provml.records import Bundle, Element, Literal, Ref, Relation, bundle_to_dict
 from provml.store.sql import SQLStore
@@ -535,6 +536,32 @@ def test_upstream_lineage_equals_the_python_api(client, store):
     assert {n["id"]: n["distance"] for n in answer["nodes"]} == expected.distance
     assert len(answer["edges"]) == len(expected.edges)
     assert set(RAW) <= ids(answer["nodes"])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"id": V2},
+        {"id": V2, "depth": 1, "max_bundles": 1},
+        {"id": RAW[0], "direction": "impact"},
+        {"id": RAW[0], "direction": "impact", "summary": True},
+        {"id": V2, "as_of": V1},
+    ],
+)
+def test_a_lineage_answer_is_what_its_schema_validates_to(client, params):
+    # The route encodes its view itself instead of passing it through response_model:
+    # the answer must validate, required fields there even when null, and come out of
+    # the schema unchanged (no field the schema would coerce or leave out).
+    response = client.get("/api/v1/lineage", params=params)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    answer = response.json()
+    validated = LineageView.model_validate(answer).model_dump(
+        mode="json", by_alias=True, exclude_unset=True
+    )
+    assert answer == validated
+    assert "depth" in answer
+    assert all("class" in n and "label" in n for n in answer.get("nodes", []))
 
 
 def test_depth_and_stop_at_bound_the_walk(client):
