@@ -406,17 +406,19 @@ class RdflibPeer:
                 stderr=log,
             )
         line = self.process.stdout.readline()  # after loading and the in-process timings
-        if not line:
-            raise RuntimeError(f"the rdflib peer did not load; see {self.log}")
-        deadline = time.monotonic() + 60
-        while True:
+        # With millions of triples loaded, rdflib-endpoint took over a minute more to
+        # start answering (2026-12-03, 1M records).
+        deadline = time.monotonic() + 600
+        while line:
             try:
                 HTTP.get(self.url + "/", timeout=5)
                 return json.loads(line)
-            except httpx.TransportError as exc:
+            except httpx.TransportError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"rdflib-endpoint did not start; see {self.log}") from exc
-                time.sleep(0.2)
+                    break
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"rdflib-endpoint did not start; see {self.log}")
 
     def query(self, query: str) -> None:
         response = HTTP.get(
