@@ -740,7 +740,8 @@ def main() -> None:
                 try:
                     slow = timed(lambda q=query: peer.query(q), 1)
                 except httpx.HTTPStatusError as exc:
-                    note(f"rdflib-endpoint: {name}", f"no answer: HTTP {exc.response.status_code}")
+                    status, text = exc.response.status_code, exc.response.text[:160]
+                    note(f"rdflib-endpoint: {name}", f"no answer: HTTP {status}: {text}")
                     continue
                 except httpx.TransportError as exc:  # over the timeout, or the peer died
                     died = peer.process.poll() is not None
