@@ -16,8 +16,9 @@ Then, side by side in one run:
   (decoding, planning, ``SQLStore.ingest``) show where the time goes;
 * the documented SPARQL queries through ``/sparql`` against the same queries on
   pyoxigraph directly, opened read-only on the very on-disk store the endpoint answers
-  from and serialising the same SPARQL JSON (the endpoint's overhead), and against
-  ``rdflib-endpoint`` serving the same quads from rdflib's in-memory store.
+  from and serialising the same SPARQL JSON (the endpoint's overhead; the two timed in
+  turns), and against ``rdflib-endpoint`` serving the same quads from rdflib's
+  in-memory store.
 
 Usage (the peers live in a venv of their own, made by ``bench/service/setup.sh``)::
 
@@ -475,6 +476,18 @@ def timed(call, repeat: int) -> list[float]:
     return samples
 
 
+def alternated(first, second, repeat: int) -> tuple[list[float], list[float]]:
+    """Time two calls in turns, first-second then second-first, so that a machine
+    whose speed drifts during the run (it swung 2x within one hour on 2026-12-03)
+    slows both alike."""
+    a, b = [], []
+    for round_ in range(repeat):
+        pairs = ((first, a), (second, b)) if round_ % 2 == 0 else ((second, b), (first, a))
+        for call, samples in pairs:
+            samples.extend(timed(call, 1))
+    return a, b
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -715,16 +728,18 @@ def main() -> None:
                     "hyperparameters-and-final-metrics"
                 ].render(model=model),
             }
-            runs = max(3, args.repeat // 10)
+            runs = max(5, args.repeat // 6)
             endpoint_p50: dict[str, float] = {}
             for name, query in documented.items():
                 try:
                     _sparql(pg.url, query)  # a warm worker, as for the direct store
-                    endpoint = timed(lambda q=query: _sparql(pg.url, q), runs)
+                    direct(query)
+                    endpoint, bare = alternated(
+                        lambda q=query: _sparql(pg.url, q), lambda q=query: direct(q), runs
+                    )
                 except RuntimeError as exc:
                     note(f"/sparql: {name}", str(exc))
                     continue
-                bare = timed(lambda q=query: direct(q), runs)
                 p50_endpoint, p50_direct = percentiles(endpoint)[0], percentiles(bare)[0]
                 endpoint_p50[name] = p50_endpoint
                 note(
