@@ -72,7 +72,9 @@ class ReadSnapshots:
         self._prefix = f"{os.getpid()}-{secrets.token_hex(4)}"
 
     @contextlib.contextmanager
-    def use(self, store: Any, generation: int, writes: Any) -> Iterator[Path]:
+    def use(
+        self, store: Any, generation: int, writes: Any, first_wait: float = _WAIT
+    ) -> Iterator[Path]:
         """The directory of a snapshot of ``generation``, or near it, kept while in use.
 
         With the writer idle, a query takes a checkpoint itself. While the writer
@@ -81,9 +83,15 @@ class ReadSnapshots:
         ``_WAIT`` s (a rebuild holds the lock for minutes), then reads the newest. So
         answers lag the projection by about a second at most while it runs.
 
+        With no snapshot at all yet (a new service whose store is being built), there
+        is nothing older to read: the query waits up to ``first_wait`` s (its own time
+        limit) for the writer to finish, then takes the first one. A CI run answered
+        503 to the first query of a new, empty service after the 2 s wait, while the
+        rebuild of its empty store ran on a busy machine.
+
         Raises:
             OSError: the checkpoint could not be written (a full disk, say), or there
-                is no snapshot yet and the writer stayed busy.
+                is no snapshot yet and the writer stayed busy for ``first_wait`` s.
         """
         with self._lock:
             if self._newest is None or self._newest[0] != generation:
@@ -92,11 +100,11 @@ class ReadSnapshots:
                         self._take(store, generation)
                     finally:
                         writes.release()
-                elif self._newest is None or time.monotonic() - self._taken >= _FRESH:
+                elif self._newest is not None and time.monotonic() - self._taken >= _FRESH:
                     before, self._wanted = self._newest, True
                     self._changed.wait_for(lambda: self._newest is not before, timeout=_WAIT)
-                if self._newest is None:
-                    raise OSError("the RDF store is being rebuilt; no snapshot to query yet")
+                elif self._newest is None:
+                    self._wait_for_first(store, generation, writes, first_wait)
             directory = self._newest[1]
             self._users[directory] += 1
         try:
@@ -108,6 +116,26 @@ class ReadSnapshots:
                     del self._users[directory]
                     if self._newest is None or directory != self._newest[1]:
                         self._collect()  # the last query on a superseded snapshot left
+
+    def _wait_for_first(self, store: Any, generation: int, writes: Any, wait: float) -> None:
+        """Wait up to ``wait`` s for the first snapshot (our lock held; released while
+        waiting): made by the projector between two bundles, or by us once it is idle.
+        """
+        deadline = time.monotonic() + wait
+        self._wanted = True
+        while self._newest is None:
+            if writes.acquire(blocking=False):
+                try:
+                    self._take(store, generation)
+                finally:
+                    writes.release()
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OSError(
+                    f"the RDF store is being rebuilt; no snapshot to query yet after {wait:g} s"
+                )
+            self._changed.wait(min(remaining, 0.05))
 
     def serve_request(self, store: Any, generation: int) -> None:
         """Take the checkpoint a waiting query asked for; the writer calls this between

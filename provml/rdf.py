@@ -1143,8 +1143,15 @@ class RDFStore:
                 with self._copies.use() as copy:  # None: the writer published none yet
                     return pool.run((str(copy or self.path), self._generation, *query), timeout)
             snapshots = self._reader_snapshots()
-            with snapshots.use(store, self._generation, self._lock) as directory:
-                return pool.run((str(directory), 0, *query), timeout)
+            began = time.monotonic()  # a new store's first query may wait for its build
+            with snapshots.use(store, self._generation, self._lock, timeout) as directory:
+                left = timeout - (time.monotonic() - began)
+                if left <= 0:
+                    raise QueryTimeout(
+                        f"the RDF store was being built for the whole {timeout:g} s time limit",
+                        timeout=timeout,
+                    )
+                return pool.run((str(directory), 0, *query), left)
         except SyntaxError as exc:
             raise QueryRejected(f"SPARQL syntax error: {exc}", reason="syntax") from None
         except RuntimeError as exc:

@@ -924,6 +924,37 @@ def test_while_the_writer_projects_a_query_reads_a_young_snapshot_or_one_made_be
         assert rdf.query(graphs, timeout=30).rows == [(12,)]
 
 
+def test_the_first_query_of_a_new_store_waits_for_its_build_within_its_time_limit(
+    sqlite_store, tmp_path, monkeypatch
+):
+    # A CI run answered 503 ("no snapshot to query yet") to the first query of a new
+    # service: the build of its new store held the projection lock past the 2 s a query
+    # waits for a fresher snapshot, and with no snapshot at all there was nothing to read.
+    graphs = "SELECT (COUNT(DISTINCT ?g) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }"
+    sqlite_store.ingest(
+        [Bundle(f"{B}bundle/early/{i}", (Element("entity", f"{B}early/{i}"),)) for i in range(6)]
+    )
+    real, building = RDFStore._quads_of, threading.Event()
+
+    def slow(self, bundle):  # a build of 3 s, holding the projection lock throughout
+        building.set()
+        time.sleep(0.5)
+        return real(self, bundle)
+
+    monkeypatch.setattr(RDFStore, "_quads_of", slow)
+    with RDFStore.open(tmp_path / "oxigraph") as rdf:
+        assert rdf.needs_rebuild
+        writer = threading.Thread(target=rdf.project, args=(sqlite_store,))
+        writer.start()
+        try:
+            assert building.wait(5)
+            with pytest.raises(StoreUnavailable, match="being rebuilt"):
+                rdf.query(graphs, timeout=0.5)  # its limit ends before the build
+            assert rdf.query(graphs, timeout=30).rows == [(6,)]  # the whole built store
+        finally:
+            writer.join(10)
+
+
 def test_a_query_worker_reads_on_after_the_writer_compacted_its_files(sqlite_store, tmp_path):
     # RocksDB opens a read-only handle's table files on first use. A compaction in the
     # writer deletes the files it merged; a worker reading the writer's own directory
