@@ -118,6 +118,24 @@ def test_a_bundle_comes_back_exactly_as_it_was_ingested(store):
     assert store.get_bundle(bundle.id) == bundle
 
 
+def test_the_new_bundles_of_one_batch_keep_their_own_parent_namespaces_and_attributes(store):
+    # PostgreSQL creates a batch's new bundles in one statement, a column per array.
+    bundles = [
+        Bundle(
+            EX + "doc/1",
+            (entity("doc1/thing"),),
+            namespaces=(("géo", EX + "géo/"),),
+            attributes=((PROV_LABEL, "levé sismique ✓"), (EX + "scale", 1e16)),
+        ),
+        Bundle(EX + "doc/1/part", (entity("part/thing"),), parent=EX + "doc/1"),
+        Bundle(EX + "doc/2", (entity("doc2/thing"),), attributes=((EX + "zero", -0.0),)),
+    ]
+    assert store.ingest(bundles).inserted == 3
+    for bundle in bundles:
+        assert store.get_bundle(bundle.id) == bundle
+    assert str(store.get_bundle(EX + "doc/2").attributes[0][1]) == "-0.0"
+
+
 def test_times_keep_their_offset_or_their_lack_of_one(store):
     bundle = rich_bundle()
     store.ingest([bundle])

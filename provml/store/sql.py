@@ -570,6 +570,13 @@ def _missing_schema(exc: sa_exc.DBAPIError) -> bool:
 
 # The stored nodes rows of (bundle, IRI) pairs on PostgreSQL, narrow or whole: a join
 # with the pairs probes the primary key once per pair.
+_CREATE_BUNDLES_SQL = (
+    "INSERT INTO bundles (id, parent, namespaces, attributes, created, next_position) "
+    "SELECT * FROM unnest(CAST(:id AS text[]), CAST(:parent AS text[]), "
+    "CAST(CAST(:namespaces AS text[]) AS jsonb[]), CAST(CAST(:attributes AS text[]) AS jsonb[]), "
+    "CAST(:created AS timestamp[]), CAST(:next_position AS bigint[])) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
+)
 _STORED_DIGESTS_SQL = (
     "SELECT n.bundle_id, n.iri, n.digest FROM nodes AS n JOIN unnest(CAST(:b AS text[]), "
     "CAST(:i AS text[])) AS w(b, i) ON n.bundle_id = w.b AND n.iri = w.i"
@@ -776,13 +783,19 @@ class SQLStore:
             for i in sorted(plans)
         ]
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-
             # The conflict clause skips the bundles already stored, or being created by
             # a concurrent ingest (which it waits for): whoever comes second merges,
             # under the row lock taken below. RETURNING names the rows written here.
-            statement = insert(_B).on_conflict_do_nothing(index_elements=["id"])
-            created = set(conn.execute(statement.returning(_B.c.id), rows).scalars())
+            # One array per column keeps the statement's text fixed, so psycopg
+            # prepares it once: as a multi-row VALUES list, rendered and split anew
+            # for every batch, it cost ~6 ms a batch of 1,000 records in the client.
+            columns = {
+                name: [row[name] for row in rows]
+                for name in ("id", "parent", "created", "next_position")
+            }
+            for name in ("namespaces", "attributes"):
+                columns[name] = [json.dumps(row[name], ensure_ascii=False) for row in rows]
+            created = set(conn.execute(sa.text(_CREATE_BUNDLES_SQL), columns).scalars())
             stored = sorted(set(plans) - created)
             if not stored:
                 return {}
