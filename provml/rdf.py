@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING, Any
 from provml._sparql import inspect_query
 from provml.errors import (
     MissingExtra,
-    NotFound,
     QueryRejected,
     QueryTimeout,
     StoreUnavailable,
@@ -886,12 +885,14 @@ class RDFStore:
         with self._lock:
             # One bundle at a time: the working set (the records as prov objects,
             # rdflib triples, quads and a scratch store) is then that of one bundle's
-            # changes. The memtables are flushed as the writes add up, not once at the
-            # end: a batch of 1 000 rows behind a busy ingest wrote 90 000 quads, and a
-            # query worker opening the store next replayed them all (see
-            # _FLUSH_AFTER_WRITES).
-            for bundle_id, change in changes.items():
-                written = self._project_bundle(record_store, bundle_id, change)
+            # changes, beside the group of bundles the SQL store reads together (read
+            # one by one, the reads cost more than decoding the rows). The memtables
+            # are flushed as the writes add up, not once at the end: a batch of 1 000
+            # rows behind a busy ingest wrote 90 000 quads, and a query worker opening
+            # the store next replayed them all (see _FLUSH_AFTER_WRITES).
+            wanted = {b: change or (0, ()) for b, change in changes.items()}
+            for bundle_id, bundle in record_store.changed_bundles(wanted):
+                written = self._project_bundle(bundle_id, bundle, changes[bundle_id])
                 writes += written
                 self._flush_if_due(written)
                 self._offer_snapshot()
@@ -905,18 +906,13 @@ class RDFStore:
 
     def _project_bundle(
         self,
-        record_store: ProjectionSource,
         bundle_id: str,
+        bundle: Bundle | None,
         change: tuple[int, set[str]] | None,
     ) -> int:
-        """Project one bundle's changes (None: the whole bundle); the quads written."""
-        try:
-            if change is None:
-                bundle = record_store.get_bundle(bundle_id)
-            else:
-                first, merged = change
-                bundle = record_store.bundle_changes(bundle_id, first, sorted(merged))
-        except NotFound:
+        """Project what ``change`` names of a bundle, as read (None: deleted since);
+        ``change`` None projects the bundle whole. Returns the quads written."""
+        if bundle is None:
             return self._replace_graph(bundle_id, [])  # deleted since: it goes
         quads = self._quads_of(bundle)
         if quads is None:

@@ -487,10 +487,10 @@ def test_a_bundle_sent_in_many_batches_is_projected_batch_by_batch_as_a_rebuild_
         def __getattr__(self, name):
             return getattr(store, name)
 
-        def bundle_changes(self, bundle_id, from_position, merged=()):
-            part = store.bundle_changes(bundle_id, from_position, merged)
-            fetched.append(len(part.records))
-            return part
+        def changed_bundles(self, changes):
+            for bundle_id, part in store.changed_bundles(changes):
+                fetched.append(len(part.records))
+                yield bundle_id, part
 
         def get_bundle(self, bundle_id):
             raise AssertionError(f"{bundle_id} was projected whole")

@@ -374,6 +374,40 @@ def test_each_ingest_queues_its_bundles_for_the_projector_until_done(store):
     assert store.outbox_backlog() == 0
 
 
+def test_changed_bundles_reads_groups_of_bundles_as_one_by_one_reads_give_them(store, monkeypatch):
+    import provml.store.sql
+
+    monkeypatch.setattr(provml.store.sql, "_READ_BUNDLES", 3)  # several groups
+    monkeypatch.setattr(provml.store.sql, "_READ_RECORDS", 4)
+    store.ingest([rich_bundle(EX + "bundle/rich")])  # alone: more records than a group
+    store.ingest(
+        [small_bundle(f"bundle/{i}", entity(f"{i}/a"), entity(f"{i}/b")) for i in range(7)]
+    )
+    store.ingest([small_bundle("bundle/3", entity("3/a", (PROV_LABEL, "more")), entity("3/c"))])
+    changes = {EX + f"bundle/{i}": (0, ()) for i in range(7)}
+    changes[EX + "bundle/3"] = (2, (EX + "3/a",))  # from a later position: read alone
+    changes[EX + "bundle/rich"] = (0, ())
+    changes[EX + "bundle/gone"] = (0, ())
+    changes[EX + "bundle/gone-too"] = (1, ())
+    read = list(store.changed_bundles(changes))
+    assert sorted(bundle_id for bundle_id, _ in read) == sorted(changes)  # each once
+    found = dict(read)
+    assert found[EX + "bundle/gone"] is None and found[EX + "bundle/gone-too"] is None
+    for bundle_id, (first, merged) in changes.items():
+        if found[bundle_id] is not None:
+            assert found[bundle_id] == store.bundle_changes(bundle_id, first, merged)
+    assert [r.id for r in found[EX + "bundle/3"].records] == [EX + "3/a", EX + "3/c"]
+
+
+def test_every_bundle_is_iterated_once_in_id_order_across_read_groups(store, monkeypatch):
+    import provml.store.sql
+
+    monkeypatch.setattr(provml.store.sql, "_READ_BUNDLES", 4)
+    bundles = [small_bundle(f"bundle/{i:02d}", entity(f"{i}/a")) for i in range(10)]
+    store.ingest(bundles[::-1])
+    assert list(store.iter_bundles()) == bundles
+
+
 def test_an_outbox_row_names_the_records_its_ingest_added_or_merged(store):
     store.ingest([small_bundle("bundle/a", entity("a/1"), entity("a/2", (PROV_LABEL, "two")))])
     grown = small_bundle(

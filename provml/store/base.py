@@ -9,7 +9,7 @@ Imports: standard library and ``provml.records`` only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -148,11 +148,13 @@ class ProjectionSource(Protocol):
 
     def get_bundle(self, bundle_id: str) -> Bundle: ...
 
-    def bundle_changes(
-        self, bundle_id: str, from_position: int, merged: Sequence[str] = ()
-    ) -> Bundle:
-        """The bundle with only its records from ``from_position`` on and the elements
-        named in ``merged`` (as stored now); its metadata whole."""
+    def changed_bundles(
+        self, changes: Mapping[str, tuple[int, Sequence[str]]]
+    ) -> Iterator[tuple[str, Bundle | None]]:
+        """For each ``bundle id: (from_position, merged)``, once: the bundle with only
+        its records from ``from_position`` on and the elements named in ``merged`` (as
+        stored now), its metadata whole; or None when the bundle is no longer stored.
+        Bundles may be read in groups, but are yielded one at a time."""
         ...
 
     def iter_bundles(self) -> Iterator[Bundle]: ...

@@ -25,7 +25,7 @@ import math
 import operator
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,6 +85,8 @@ __all__ = [
 #: the same limit applies on SQLite so that both backends accept the same documents.
 MAX_IRI_BYTES = 1000
 _CHUNK = 500  # values in one IN (…) list: well below every backend's parameter limit
+_READ_BUNDLES = 32  # bundles read together (see _groups)
+_READ_RECORDS = 20_000  # records read together at most, unless one bundle holds more
 _BUSY_TIMEOUT_MS = 30_000
 _ANALYZE_AFTER = 5_000  # rows one ingest must add before PostgreSQL statistics are refreshed
 _DOUBLE = "@double"  # storage tag for floats JSONB would not give back as floats
@@ -261,6 +263,22 @@ def _now() -> datetime:
 def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def _groups(sizes: Sequence[tuple[str, int]]) -> Iterator[list[str]]:
+    """Bundle ids, in the order given, in groups to read together: at most
+    ``_READ_BUNDLES`` bundles and ``_READ_RECORDS`` records (a bundle's
+    ``next_position``) a group, or one bundle alone when it holds more."""
+    group: list[str] = []
+    records = 0
+    for bundle_id, size in sizes:
+        if group and (len(group) == _READ_BUNDLES or records + size > _READ_RECORDS):
+            yield group
+            group, records = [], 0
+        group.append(bundle_id)
+        records += size
+    if group:
+        yield group
 
 
 def _union(first: Attributes, second: Attributes) -> Attributes:
@@ -1129,12 +1147,75 @@ class SQLStore:
             attributes=decode_stored_attributes(row.attributes, row.id),
         )
 
+    def _read_whole_bundles(self, conn: Connection, group: Sequence[str]) -> dict[str, Bundle]:
+        """A group of whole bundles (:func:`_groups`) in three statements, not three a
+        bundle; the ids not stored are left out. Each as :meth:`_read_bundle` reads it."""
+        query = sa.select(_B).where(self._among(_B.c.id, group))
+        metadata = {row.id: row for row in conn.execute(query)}
+        positioned: dict[str, list[tuple[int, Record]]] = {b: [] for b in metadata}
+        for r in conn.execute(sa.select(_N).where(self._among(_N.c.bundle_id, group))):
+            positioned[r.bundle_id].append((r.position, _element(r)))
+        for r in conn.execute(sa.select(_R).where(self._among(_R.c.bundle_id, group))):
+            positioned[r.bundle_id].append((r.position, _relation(r)))
+        out = {}
+        for bundle_id, records in positioned.items():
+            records.sort(key=lambda pair: pair[0])
+            row = metadata[bundle_id]
+            out[bundle_id] = Bundle(
+                id=row.id,
+                records=tuple(record for _, record in records),
+                namespaces=tuple((prefix, uri) for prefix, uri in row.namespaces),
+                parent=row.parent,
+                attributes=decode_stored_attributes(row.attributes, row.id),
+            )
+        return out
+
+    def _among(self, column: Any, values: Sequence[str]) -> Any:
+        """``column IN values``; on PostgreSQL one array parameter, so the statement's
+        text stays the same whatever the number of values (psycopg prepares it)."""
+        if self.dialect == "postgresql":
+            return column == sa.any_(sa.bindparam("among", list(values), type_=_TEXT_ARRAY))
+        return column.in_(values)
+
     def bundle_changes(
         self, bundle_id: str, from_position: int, merged: Sequence[str] = ()
     ) -> Bundle:
         """The bundle with only the records an outbox row names (see ``OutboxEntry``)."""
         with self._transaction() as conn:
             return self._read_bundle(conn, bundle_id, from_position, merged)
+
+    def changed_bundles(
+        self, changes: Mapping[str, tuple[int, Sequence[str]]]
+    ) -> Iterator[tuple[str, Bundle | None]]:
+        """What :meth:`bundle_changes` gives, for several bundles: each id of ``changes``
+        once, with its bundle, or None when it is no longer stored.
+
+        ``changes`` maps a bundle id to its ``(from_position, merged)``. The bundles
+        read from their first record on (new bundles, the common case) are read in
+        groups (:func:`_groups`), a few statements a group: read one by one, the
+        statements and transactions cost the projector more than decoding the rows.
+        A bundle read from a later position is read alone, so that a long-running
+        bundle's earlier records are not read again. At most one group is held at a
+        time: a caller that projects each bundle before taking the next holds no more.
+        """
+        whole = [bundle_id for bundle_id, (first, _) in changes.items() if first == 0]
+        sizes: dict[str, int] = {}
+        with self._transaction() as conn:
+            for chunk in _chunks(whole):
+                query = sa.select(_B.c.id, _B.c.next_position).where(self._among(_B.c.id, chunk))
+                sizes.update((row.id, row.next_position) for row in conn.execute(query))
+        for group in _groups([(b, sizes[b]) for b in whole if b in sizes]):
+            with self._transaction() as conn:
+                found = self._read_whole_bundles(conn, group)
+            yield from ((bundle_id, found.get(bundle_id)) for bundle_id in group)
+        yield from ((bundle_id, None) for bundle_id in whole if bundle_id not in sizes)
+        for bundle_id, (first, merged) in changes.items():
+            if first == 0:
+                continue
+            try:
+                yield bundle_id, self.bundle_changes(bundle_id, first, merged)
+            except NotFound:
+                yield bundle_id, None
 
     def get_bundle(self, bundle_id: str) -> Bundle:
         """The bundle with every record stored in it, in arrival order.
@@ -1170,11 +1251,14 @@ class SQLStore:
         ]
 
     def iter_bundles(self) -> Iterator[Bundle]:
-        """Every bundle, one read at a time (memory stays bounded on big stores)."""
+        """Every bundle in id order, a group at a time (:func:`_groups`: memory stays
+        bounded on big stores), each group read in a transaction of its own."""
         with self._transaction() as conn:
-            ids = list(conn.scalars(sa.select(_B.c.id).order_by(_B.c.id)))
-        for bundle_id in ids:
-            yield self.get_bundle(bundle_id)
+            sizes = conn.execute(sa.select(_B.c.id, _B.c.next_position).order_by(_B.c.id)).all()
+        for group in _groups([(bundle_id, size) for bundle_id, size in sizes]):
+            with self._transaction() as conn:
+                found = self._read_whole_bundles(conn, group)
+            yield from (found[bundle_id] for bundle_id in group if bundle_id in found)
 
     def nodes(
         self, iris: Iterable[str], *, connection: Connection | None = None
