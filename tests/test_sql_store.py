@@ -399,6 +399,21 @@ def test_changed_bundles_reads_groups_of_bundles_as_one_by_one_reads_give_them(s
     assert [r.id for r in found[EX + "bundle/3"].records] == [EX + "3/a", EX + "3/c"]
 
 
+def test_bundles_read_back_are_not_checked_again(store, monkeypatch):
+    import provml.records
+
+    store.ingest([rich_bundle(EX + "bundle/rich")])
+    read = [store.get_bundle(EX + "bundle/rich"), next(store.iter_bundles())]
+    read += [bundle for _, bundle in store.changed_bundles({EX + "bundle/rich": (0, ())})]
+
+    def fail(record):
+        raise AssertionError("checked again")
+
+    monkeypatch.setattr(provml.records, "check_record", fail)
+    for bundle in read:
+        assert provml.records.check_bundle(bundle) is bundle
+
+
 def test_every_bundle_is_iterated_once_in_id_order_across_read_groups(store, monkeypatch):
     import provml.store.sql
 

@@ -480,6 +480,24 @@ def _relation(row: Any) -> Relation:
     )
 
 
+def _stored_bundle(row: Any, positioned: list[tuple[int, Record]]) -> Bundle:
+    """A bundle from its ``bundles`` row and its records with their positions.
+
+    Marked checked: every stored record passed :func:`check_bundle` on its way in, so
+    the projector does not check each one again (~7 us a record).
+    """
+    positioned.sort(key=lambda pair: pair[0])
+    bundle = Bundle(
+        id=row.id,
+        records=tuple(record for _, record in positioned),
+        namespaces=tuple((prefix, uri) for prefix, uri in row.namespaces),
+        parent=row.parent,
+        attributes=decode_stored_attributes(row.attributes, row.id),
+    )
+    object.__setattr__(bundle, "_checked", True)
+    return bundle
+
+
 def merge_descriptions(elements: Iterable[Element]) -> Element | None:
     """Merge an element's descriptions from several bundles, tolerating disagreement.
 
@@ -1138,14 +1156,7 @@ class SQLStore:
         positioned.extend(
             (r.position, _relation(r)) for r in conn.execute(sa.select(_R).where(wanted_relations))
         )
-        positioned.sort(key=lambda pair: pair[0])
-        return Bundle(
-            id=row.id,
-            records=tuple(record for _, record in positioned),
-            namespaces=tuple((prefix, uri) for prefix, uri in row.namespaces),
-            parent=row.parent,
-            attributes=decode_stored_attributes(row.attributes, row.id),
-        )
+        return _stored_bundle(row, positioned)
 
     def _read_whole_bundles(self, conn: Connection, group: Sequence[str]) -> dict[str, Bundle]:
         """A group of whole bundles (:func:`_groups`) in three statements, not three a
@@ -1157,18 +1168,7 @@ class SQLStore:
             positioned[r.bundle_id].append((r.position, _element(r)))
         for r in conn.execute(sa.select(_R).where(self._among(_R.c.bundle_id, group))):
             positioned[r.bundle_id].append((r.position, _relation(r)))
-        out = {}
-        for bundle_id, records in positioned.items():
-            records.sort(key=lambda pair: pair[0])
-            row = metadata[bundle_id]
-            out[bundle_id] = Bundle(
-                id=row.id,
-                records=tuple(record for _, record in records),
-                namespaces=tuple((prefix, uri) for prefix, uri in row.namespaces),
-                parent=row.parent,
-                attributes=decode_stored_attributes(row.attributes, row.id),
-            )
-        return out
+        return {b: _stored_bundle(metadata[b], records) for b, records in positioned.items()}
 
     def _among(self, column: Any, values: Sequence[str]) -> Any:
         """``column IN values``; on PostgreSQL one array parameter, so the statement's
