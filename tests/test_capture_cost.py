@@ -12,6 +12,7 @@ import pytest
 import provml.capture as capture
 from provml import ids, inbox
 from provml.capture import _export, _state
+from provml.capture._digest_cache import DigestCache
 from provml.capture._values import Digests
 from provml.capture.testing import InMemoryExporter
 from provml.records import Bundle, Element, Literal, Ref, Relation, record_from_dict
@@ -181,3 +182,23 @@ def test_the_inbox_batch_written_from_chunks_encoded_ahead_is_the_inbox_json(tmp
     assert sorted(m.label for m in metrics) == sorted(
         f"loss = {float(i):g} @ {i}" for i in range(calls)
     )
+
+
+def read_cache(path) -> dict:
+    cache = DigestCache(path)
+    cache.get(("", 0, 0, 0, 0, 0))
+    return cache._entries
+
+
+def test_the_digest_cache_reads_every_whole_line_and_skips_damaged_ones(tmp_path) -> None:
+    good = [["/a", 1, 2, 3, 4, 5, "sha256:aa", False], ["/b", 1, 3, 3, 4, 5, "sha256:bb", True]]
+    lines = [json.dumps(row) for row in good]
+    path = tmp_path / "digests.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    expected = {tuple(row[:6]): (row[6], row[7]) for row in good}
+    assert read_cache(path) == expected
+    # A torn line, a line holding two values, blank lines: each read as line by line would.
+    path.write_text(
+        "\n".join([lines[0], '["/c",1,2', "", '["/d",1,2,3,4,5,"x",false],[1]', lines[1]]) + "\n"
+    )
+    assert read_cache(path) == expected
