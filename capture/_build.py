@@ -44,8 +44,28 @@ def _time(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
+_ML_IRIS: dict[str, str] = {}
+_TYPES: dict[str, tuple[str, Ref]] = {}
+
+
+def _ml_iri(name: str) -> str:
+    """``ml(name)``, remembered: the same few terms name the attributes of every record."""
+    iri = _ML_IRIS.get(name)
+    if iri is None:
+        iri = _ML_IRIS[name] = ml(name)
+    return iri
+
+
+def _ml_type(name: str) -> tuple[str, Ref]:
+    """The ``prov:type`` attribute naming the PROV-ML class ``name``, made once."""
+    pair = _TYPES.get(name)
+    if pair is None:
+        pair = _TYPES[name] = (PROV_TYPE, Ref(ml(name)))
+    return pair
+
+
 def _ml_attrs(values: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    return [(ml(k), v) for k, v in values.items() if v is not None]
+    return [(_ml_iri(k), v) for k, v in values.items() if v is not None]
 
 
 class RecordBuilder:
@@ -124,7 +144,7 @@ class RecordBuilder:
                         person,
                         (
                             (PROV_TYPE, Ref(PROV + "Person")),
-                            (PROV_TYPE, Ref(ml("Persona"))),
+                            _ml_type("Persona"),
                             (PROV_LABEL, info.user),
                         ),
                     ),
@@ -158,7 +178,7 @@ class RecordBuilder:
         if self._once(run.bundle, plan):
             attrs: list[tuple[str, Any]] = [_TYPE_PLAN]
             if stage is not None:
-                attrs.append((PROV_TYPE, Ref(ml(stage))))
+                attrs.append(_ml_type(stage))
             attrs.append((PROV_LABEL, name))
             out.append((run.bundle, Element("entity", plan, tuple(attrs))))
         return plan
@@ -180,7 +200,7 @@ class RecordBuilder:
         """Describe ``d`` as an entity (once per bundle for data) and return its IRI."""
         if isinstance(d, Data):
             if self._once(bundle, d.iri):
-                attrs: list[tuple[str, Any]] = [(PROV_TYPE, Ref(ml(d.ml_class)))]
+                attrs: list[tuple[str, Any]] = [_ml_type(d.ml_class)]
                 if d.label:
                     attrs.append((PROV_LABEL, d.label))
                 attrs.extend(_ml_attrs(d.attributes))
@@ -189,7 +209,7 @@ class RecordBuilder:
         if isinstance(d, Param):
             iri = f"{act}/param/{quote(d.name, safe='-._~')}"
             attrs = [
-                (PROV_TYPE, Ref(ml("LearningHyperparameterValue"))),
+                _ml_type("LearningHyperparameterValue"),
                 (PROV_LABEL, f"{d.name} = {d.lexical[:200]}"),
                 *_ml_attrs(
                     {"name": d.name, "hyperparameterValue": d.lexical, "valueType": d.value_type}
@@ -200,7 +220,7 @@ class RecordBuilder:
         if isinstance(d, Algorithm):
             iri = f"{act}/algorithm/{quote(d.name, safe='-._~')}"
             attrs = [
-                (PROV_TYPE, Ref(ml("Algorithm"))),
+                _ml_type("Algorithm"),
                 (PROV_LABEL, d.type_name),
                 *_ml_attrs(
                     {"name": d.name, "valueType": d.type_name, "parameterCount": d.parameter_count}
@@ -261,7 +281,7 @@ class RecordBuilder:
             values["step"] = step
         label = f"{name} = {value:g}" + (f" @ {step}" if "step" in values else "")
         attrs = (
-            (PROV_TYPE, Ref(ml("MetricValue"))),
+            _ml_type("MetricValue"),
             (PROV_LABEL, label),
             *_ml_attrs(values),
         )
@@ -281,20 +301,20 @@ class RecordBuilder:
                         "entity",
                         model,
                         (
-                            (PROV_TYPE, Ref(ml("Model"))),
+                            _ml_type("Model"),
                             (PROV_LABEL, log.model_name),
-                            (ml("name"), log.model_name),
+                            (_ml_iri("name"), log.model_name),
                         ),
                     ),
                 )
             )
         attrs: list[tuple[str, Any]] = [
-            (PROV_TYPE, Ref(ml("ModelVersion"))),
+            _ml_type("ModelVersion"),
             (PROV_LABEL, f"{log.model_name} v{log.version}"),
-            (ml("name"), log.model_name),
+            (_ml_iri("name"), log.model_name),
         ]
         if isinstance(log.version, int):
-            attrs.append((ml("versionNumber"), log.version))
+            attrs.append((_ml_iri("versionNumber"), log.version))
         hyper: list[Description] = []
         if log.model is not None:
             if is_torch_module(log.model):
@@ -303,7 +323,7 @@ class RecordBuilder:
                 )
                 for d in count:
                     if isinstance(d, Algorithm) and d.parameter_count is not None:
-                        attrs.append((ml("parameterCount"), d.parameter_count))
+                        attrs.append((_ml_iri("parameterCount"), d.parameter_count))
             elif is_estimator(log.model):
                 hyper = estimator_params("model", log.model)
         out.append((b, Element("entity", log.iri, tuple(attrs))))
@@ -347,14 +367,14 @@ class RecordBuilder:
                         plan,
                         (
                             _TYPE_PLAN,
-                            (PROV_TYPE, Ref(ml("LearningExperiment"))),
+                            _ml_type("LearningExperiment"),
                             (PROV_LABEL, run.workflow),
                         ),
                     ),
                 )
             )
         attrs: list[tuple[str, Any]] = [
-            (PROV_TYPE, Ref(ml("WorkflowExecution"))),
+            _ml_type("WorkflowExecution"),
             (PROV_LABEL, run.workflow),
         ]
         end = None
@@ -390,7 +410,7 @@ class RecordBuilder:
         start, end = _time(a.start_ns), _time(a.end_ns)
         attrs: list[tuple[str, Any]] = []
         if spec.stage is not None:
-            attrs.append((PROV_TYPE, Ref(ml(spec.stage + "Execution"))))
+            attrs.append(_ml_type(spec.stage + "Execution"))
         attrs.append((PROV_LABEL, spec.name))
         attrs.extend(
             _ml_attrs(

@@ -131,6 +131,12 @@ def test_data_iris_are_remembered_and_the_same(tmp_path) -> None:
     assert digests.buffer(b"content", None).iri == first.iri
 
 
+def test_data_iris_of_sampled_digests_are_those_of_ids_data_iri() -> None:
+    digests = Digests("https://example.org/prov#")
+    for digest in ("sha256:00ff", "sha256-sampled:abc123", "odd:digest with space/é"):
+        assert digests._data_iri(digest) == ids.data_iri(digest, base="https://example.org/prov#")
+
+
 def test_encode_batch_with_chunks_encoded_ahead_gives_the_same_bytes() -> None:
     bundles = tricky_bundles()
     chunk = _export._ENCODE_CHUNK
