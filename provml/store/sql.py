@@ -604,8 +604,7 @@ def _missing_schema(exc: sa_exc.DBAPIError) -> bool:
     return "no such table" in text or "no such column" in text
 
 
-# The stored nodes rows of (bundle, IRI) pairs on PostgreSQL, narrow or whole: a join
-# with the pairs probes the primary key once per pair.
+# A batch's bundles on PostgreSQL, one array per column (see SQLStore._lock_bundles).
 _CREATE_BUNDLES_SQL = (
     "INSERT INTO bundles (id, parent, namespaces, attributes, created, next_position) "
     "SELECT * FROM unnest(CAST(:id AS text[]), CAST(:parent AS text[]), "
@@ -613,6 +612,8 @@ _CREATE_BUNDLES_SQL = (
     "CAST(:created AS timestamp[]), CAST(:next_position AS bigint[])) "
     "ON CONFLICT (id) DO NOTHING RETURNING id"
 )
+# The stored nodes rows of (bundle, IRI) pairs on PostgreSQL, narrow or whole: a join
+# with the pairs probes the primary key once per pair.
 _STORED_DIGESTS_SQL = (
     "SELECT n.bundle_id, n.iri, n.digest FROM nodes AS n JOIN unnest(CAST(:b AS text[]), "
     "CAST(:i AS text[])) AS w(b, i) ON n.bundle_id = w.b AND n.iri = w.i"
