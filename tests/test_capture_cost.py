@@ -208,3 +208,30 @@ def test_the_digest_cache_reads_every_whole_line_and_skips_damaged_ones(tmp_path
         "\n".join([lines[0], '["/c",1,2', "", '["/d",1,2,3,4,5,"x",false],[1]', lines[1]]) + "\n"
     )
     assert read_cache(path) == expected
+
+
+def test_repeated_records_of_one_call_are_left_out_and_the_rest_kept_in_order() -> None:
+    from provml.capture._build import _distinct
+
+    when = datetime(2024, 5, 1, tzinfo=UTC)
+    param = Element("entity", "urn:act/param/lr", (("urn:v", "0.1"),))
+    other_value = Element("entity", "urn:act/param/lr", (("urn:v", "0.2"),))  # same id
+    used = Relation("used", "urn:act", "urn:data", time=when, attributes=(("urn:role", "x"),))
+    used_as_y = Relation("used", "urn:act", "urn:data", time=when, attributes=(("urn:role", "y"),))
+    out = [("b", param), ("b", used), ("b", other_value), ("b", param), ("b", used_as_y)]
+    out += [("b", used), ("other", used)]
+    assert _distinct(out) == list(dict.fromkeys(out))
+    assert _distinct(out) == [out[0], out[1], out[2], out[4], out[6]]
+    unique = [("b", param), ("b", used)]
+    assert _distinct(unique) is unique  # nothing hashed field by field
+
+
+def test_data_used_twice_under_one_name_in_a_block_gives_one_usage() -> None:
+    exporter = InMemoryExporter()
+    capture.init("w", exporter=exporter)
+    with capture.training("fit") as fit:
+        capture.used(b"same bytes", "data")
+        capture.used(b"same bytes", "data")
+    fit.used(b"same bytes", "data")  # after the end: a call of its own, at its own time
+    capture.flush()
+    assert len(exporter.relations("used", subject=fit.iri)) == 2
