@@ -37,8 +37,6 @@ _MAX_BACKOFF = 30.0
 # At exit, a destination that failed one attempt (restarting, busy replaying other
 # jobs' spools) gets a few more, each after this pause, within the exit bound.
 _EXIT_RETRY_PAUSES = (0.5, 1.0, 2.0)
-#: Calls queued before the exporter thread wakes to build them (sends stay on the timer).
-_BUILD_EVERY = 32
 
 
 @runtime_checkable
@@ -78,20 +76,13 @@ def _with_list(shell: dict[str, Any], key: str, items: Iterable[str]) -> str:
     return "".join((head, f'"{key}":[', ",".join(items), "]", tail))
 
 
-def encode_chunk(records: Sequence[Any]) -> str:
-    """Records as :func:`encode_batch` puts them in a bundle's list, without the brackets."""
-    return _encode([record_to_dict(r) for r in records])[1:-1]
+def _encoded_records(records: Sequence[Any]) -> Iterator[str]:
+    for i in range(0, len(records), _ENCODE_CHUNK):
+        # [1:-1]: the records of the chunk without the list's brackets (never empty here).
+        yield _encode([record_to_dict(r) for r in records[i : i + _ENCODE_CHUNK]])[1:-1]
 
 
-def _encoded_records(records: Sequence[Any], ahead: Sequence[str]) -> Iterator[str]:
-    yield from ahead
-    for i in range(len(ahead) * _ENCODE_CHUNK, len(records), _ENCODE_CHUNK):
-        yield encode_chunk(records[i : i + _ENCODE_CHUNK])  # never empty here
-
-
-def encode_batch(
-    bundles: Sequence[Bundle], records: int, ahead: Sequence[Sequence[str]] = ()
-) -> bytes:
+def encode_batch(bundles: Sequence[Bundle], records: int) -> bytes:
     """``wire_batch(bundles, records)`` as the inbox keeps it: :func:`provml.inbox.write`'s
     JSON (compact, UTF-8), byte for byte.
 
@@ -99,18 +90,10 @@ def encode_batch(
     dicts and lists alive at once, enough to set off the garbage collector (full
     collections, tens of milliseconds in a big process, on whichever thread is
     allocating, the user's included) and to hold the GIL for one long C call.
-
-    ``ahead[i]``, if given, holds the first chunks of ``bundles[i]``'s records encoded
-    already (:func:`encode_chunk` of each successive ``_ENCODE_CHUNK`` records), as the
-    exporter does while it waits to send: a flush then encodes only what is left.
     """
     encoded = (
-        _with_list(
-            bundle_to_dict(replace(b, records=())),
-            "records",
-            _encoded_records(b.records, ahead[i] if i < len(ahead) else ()),
-        )
-        for i, b in enumerate(bundles)
+        _with_list(bundle_to_dict(replace(b, records=())), "records", _encoded_records(b.records))
+        for b in bundles
     )
     return _with_list(wire_batch((), records), "bundles", encoded).encode()
 
@@ -176,11 +159,10 @@ class InboxDestination:
     def describe(self) -> str:
         return f"the inbox of the embedded store {self.directory}"
 
-    def export(self, bundles: Sequence[Bundle], ahead: Sequence[Sequence[str]] = ()) -> None:
-        """Write ``bundles`` as one inbox batch; ``ahead`` as :func:`encode_batch` takes it."""
+    def export(self, bundles: Sequence[Bundle]) -> None:
         try:
             count = sum(len(b.records) for b in bundles)
-            inbox.write_encoded(self.directory, encode_batch(bundles, count, ahead))
+            inbox.write_encoded(self.directory, encode_batch(bundles, count))
         except OSError as exc:
             raise StoreUnavailable(f"cannot write {self.directory}: {exc}") from exc
 
@@ -266,17 +248,6 @@ class BatchExporter:
         self._backoff = 0.5
         self._stopped = False
         self._dropped_at_flush = 0  # a flush that saw new drops did not deliver everything
-        # Calls are built into records as they arrive (a wake every few calls) and sent
-        # on the timer, when a batch is full or at a flush: a flush then only builds the
-        # last few calls before it writes, instead of everything since the last tick.
-        self._wake_at = min(batch_size, _BUILD_EVERY)
-        self._pending: dict[str, list[Any]] = {}  # built, not yet sent (exporter thread)
-        self._count = 0  # records in _pending
-        # The inbox takes records encoded ahead, chunk by chunk, while they wait in
-        # _pending (encode_batch's "ahead"): by bundle, the chunks encoded so far.
-        self._ahead: dict[str, list[str]] | None = (
-            {} if isinstance(destination, InboxDestination) else None
-        )
         # The batch being exported, so a stuck exit can spool it (see _rescue).
         self._in_flight: tuple[list[Bundle], int] | None = None
         self._spool_lock = threading.Lock()
@@ -284,13 +255,13 @@ class BatchExporter:
     # ------------------------------------------------------------ caller side
 
     def put(self, item: Any) -> None:
-        """The hot path: append, and wake the thread once a few calls wait to be built."""
+        """The hot path: append, and wake the thread only when a batch is full."""
         queue = self.queue
         if len(queue) >= self.queue_size:
             self.counters.drop("queue full", 1)
             return
         queue.append(item)
-        if len(queue) >= self._wake_at and not self._wake.is_set():
+        if len(queue) >= self.batch_size and not self._wake.is_set():
             self._wake.set()
 
     def pending(self) -> int:
@@ -306,7 +277,7 @@ class BatchExporter:
         """Deliver everything queued so far; True if nothing is left undelivered."""
         if self._thread is None or not self._thread.is_alive():
             if self._stopped:
-                return not self.queue and not self._pending
+                return not self.queue
             self.start()
         request = _FlushRequest(force)
         self.queue.append(request)
@@ -374,35 +345,27 @@ class BatchExporter:
     # ------------------------------------------------------------ thread side
 
     def _loop(self) -> None:
-        # Sends happen on a steady timer (every schedule_delay), as they always did; wakes
-        # in between (a few calls queued) only build records.
-        tick = time.monotonic() + self.schedule_delay
         while True:
-            self._wake.wait(max(0.0, tick - time.monotonic()))
+            self._wake.wait(self.schedule_delay)
             self._wake.clear()
-            now = time.monotonic()
-            timer = now >= tick
-            if timer:
-                tick = now + self.schedule_delay
             try:
-                if self._drain(send=timer):
+                if self._drain():
                     return
             except Exception as exc:  # a bug of ours: keep the thread alive
                 internal_error("the exporter thread", exc)
 
-    def _drain(self, *, send: bool = True) -> bool:
-        """Build every queued call into records; True when told to stop.
-
-        What is built is sent when a batch is full, at a flush or stop, and when ``send``
-        (the timer) says so; otherwise it waits in ``_pending`` for one of those.
-        """
+    def _drain(self) -> bool:
+        """Empty the queue into batches; True when told to stop."""
+        pending: dict[str, list[Any]] = {}
+        count = 0
         while True:
             try:
                 item = self.queue.popleft()
             except IndexError:
                 break
             if isinstance(item, _FlushRequest):
-                self._send_pending(force=item.force)
+                self._send(pending, count, force=item.force)
+                pending, count = {}, 0
                 replayed = self._replay(force=item.force, rescan=True)
                 dropped = self.counters.dropped_total()
                 item.delivered = (
@@ -414,32 +377,14 @@ class BatchExporter:
                 item.done.set()
                 continue
             if isinstance(item, _Stop):
-                self._send_pending(force=True)
+                self._send(pending, count, force=True)
                 return True
-            self._count += self._build_into(item, self._pending)
-            if self._count >= self.batch_size:
-                self._send_pending(force=False)
-        if send:
-            self._send_pending(force=False)
-        elif self._ahead is not None:
-            self._encode_ahead(self._ahead)
+            count += self._build_into(item, pending)
+            if count >= self.batch_size:
+                self._send(pending, count, force=False)
+                pending, count = {}, 0
+        self._send(pending, count, force=False)
         return False
-
-    def _encode_ahead(self, ahead: dict[str, list[str]]) -> None:
-        """Encode each bundle's waiting records in whole chunks, as encode_batch would."""
-        for bundle, records in self._pending.items():
-            chunks = ahead.setdefault(bundle, [])
-            done = len(chunks) * _ENCODE_CHUNK
-            while len(records) - done >= _ENCODE_CHUNK:
-                chunks.append(encode_chunk(records[done : done + _ENCODE_CHUNK]))
-                done += _ENCODE_CHUNK
-
-    def _send_pending(self, *, force: bool) -> None:
-        pending, count, ahead = self._pending, self._count, self._ahead
-        self._pending, self._count = {}, 0
-        if ahead is not None:
-            self._ahead = {}
-        self._send(pending, count, force=force, ahead=ahead)
 
     def _build_into(self, item: Any, pending: dict[str, list[Any]]) -> int:
         """Build one captured item's records into ``pending``; how many were added.
@@ -465,14 +410,7 @@ class BatchExporter:
             added += 1
         return added
 
-    def _send(
-        self,
-        pending: dict[str, list[Any]],
-        count: int,
-        *,
-        force: bool,
-        ahead: dict[str, list[str]] | None = None,
-    ) -> None:
+    def _send(self, pending: dict[str, list[Any]], count: int, *, force: bool) -> None:
         if not pending:
             if self.spool is not None and self.spool.has_pending():
                 self._replay(force=force)
@@ -489,10 +427,7 @@ class BatchExporter:
         with self._spool_lock:
             self._in_flight = (bundles, count)
         try:
-            if ahead:
-                self.destination.export(bundles, ahead=[ahead.get(b.id, ()) for b in bundles])
-            else:
-                self.destination.export(bundles)
+            self.destination.export(bundles)
         except Exception as exc:
             if not self._taken_back(bundles):
                 return  # the exit hook spooled it meanwhile, and counted it

@@ -4,33 +4,23 @@ from __future__ import annotations
 
 import gc
 import json
-import time
 from datetime import UTC, datetime
 
 import pytest
 
 import provml.capture as capture
 from provml import ids, inbox
-from provml.capture import _export, _state
+from provml.capture import _export
 from provml.capture._digest_cache import DigestCache
 from provml.capture._values import Digests
 from provml.capture.testing import InMemoryExporter
-from provml.records import Bundle, Element, Literal, Ref, Relation, record_from_dict
+from provml.records import Bundle, Element, Literal, Ref, Relation
 
 
 @pytest.fixture(autouse=True)
 def no_capture_left_behind():
     yield
     capture.shutdown(timeout=5)
-
-
-def wait_until(condition, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def tricky_bundles() -> list[Bundle]:
@@ -135,59 +125,6 @@ def test_data_iris_of_sampled_digests_are_those_of_ids_data_iri() -> None:
     digests = Digests("https://example.org/prov#")
     for digest in ("sha256:00ff", "sha256-sampled:abc123", "odd:digest with space/é"):
         assert digests._data_iri(digest) == ids.data_iri(digest, base="https://example.org/prov#")
-
-
-def test_encode_batch_with_chunks_encoded_ahead_gives_the_same_bytes() -> None:
-    bundles = tricky_bundles()
-    chunk = _export._ENCODE_CHUNK
-    for whole_chunks in range(4):
-        ahead = [
-            [
-                _export.encode_chunk(b.records[i * chunk : (i + 1) * chunk])
-                for i in range(min(whole_chunks, len(b.records) // chunk))
-            ]
-            for b in bundles
-        ]
-        expected = inbox.encode(_export.wire_batch(bundles, 9))
-        assert _export.encode_batch(bundles, 9, ahead) == expected
-        assert _export.encode_batch(bundles, 9, ahead[:1]) == expected
-
-
-def test_calls_are_built_into_records_before_the_flush_and_sent_on_it() -> None:
-    """A flush at the end of a job builds only the last few calls, not a second's worth."""
-    exporter = InMemoryExporter()
-    capture.init("w", exporter=exporter, schedule_delay=3600)
-    provider = _state.provider
-    calls = 100
-    for i in range(calls):
-        capture.log_metric("loss", float(i), step=i)
-    assert wait_until(lambda: provider.exporter.pending() < 40)
-    assert provider.counters.snapshot(0, None).exported == 0  # sends wait for the timer
-    assert capture.flush() is True
-    assert len(exporter.elements(ml_class="MetricValue")) == calls
-
-
-def test_the_inbox_batch_written_from_chunks_encoded_ahead_is_the_inbox_json(tmp_path) -> None:
-    store = tmp_path / "store"
-    capture.init(
-        "w", store=str(store), spool_dir=tmp_path / "spool", schedule_delay=3600, batch_size=10_000
-    )
-    exporter = _state.provider.exporter
-    calls = 4 * _export._ENCODE_CHUNK
-    for i in range(calls):
-        capture.log_metric("loss", float(i), step=i)
-    assert wait_until(lambda: any(exporter._ahead.values()))  # encoded while waiting
-    assert capture.flush() is True
-    (written,) = inbox.waiting(_state.provider.destination.directory)
-    data = written.read_bytes()
-    batch = json.loads(data)
-    assert inbox.encode(batch) == data
-    records = [record_from_dict(r) for b in batch["bundles"] for r in b["records"]]
-    assert batch["records"] == len(records) > 2 * calls
-    metrics = [r for r in records if isinstance(r, Element) and r.ml_class == "MetricValue"]
-    assert sorted(m.label for m in metrics) == sorted(
-        f"loss = {float(i):g} @ {i}" for i in range(calls)
-    )
 
 
 def read_cache(path) -> dict:
