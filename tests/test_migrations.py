@@ -175,3 +175,23 @@ def test_0005_drops_the_foreign_keys_and_its_downgrade_restores_them(fresh):
     fresh.upgrade()
     assert foreign_keys() == set()
     assert fresh.dangling_rows() == {"nodes": 0, "relations": 0, "outbox": 0, "lineage_edges": 0}
+
+
+def test_0006_orders_the_description_index_by_content_and_its_downgrade_restores_it(fresh):
+    def index_columns() -> list[str]:
+        (index,) = [
+            i
+            for i in sa.inspect(fresh.engine).get_indexes("nodes")
+            if i["column_names"][0] == "iri"
+        ]
+        return index["column_names"]
+
+    fresh.upgrade()
+    bundle = Bundle(EX + "bundle", (Element("entity", EX + "cube"),))
+    fresh.ingest([bundle, Bundle(EX + "other", (Element("entity", EX + "cube"),))])
+    assert index_columns() == ["iri", "digest", "bundle_id"]
+    fresh.downgrade("0005")
+    assert index_columns() == ["iri", "bundle_id", "digest"]
+    fresh.upgrade()
+    assert index_columns() == ["iri", "digest", "bundle_id"]
+    assert fresh.get_node(EX + "cube").bundles == (EX + "bundle", EX + "other")

@@ -97,8 +97,9 @@ nodes = sa.Table(
     sa.Column("end_utc", sa.DateTime(), nullable=True),
     sa.Column("position", sa.BigInteger(), nullable=False),
     sa.Column("digest", _bytewise(DIGEST_LENGTH), nullable=False),
-    # Covering: which bundles describe an element, with which content, index-only.
-    sa.Index("ix_nodes_iri_bundle_id_digest", "iri", "bundle_id", "digest"),
+    # Covering: which bundles describe an element, with which content, index-only; in
+    # content order, so that grouping an element's descriptions by content needs no sort.
+    sa.Index("ix_nodes_iri_digest_bundle_id", "iri", "digest", "bundle_id"),
     # The records a batch added to a bundle, for the RDF projector.
     sa.Index("ix_nodes_bundle_id_position", "bundle_id", "position"),
 )
