@@ -10,9 +10,12 @@ not change its times.
 The cache is one JSON-lines file per user (``PROVML_DIGEST_CACHE``, default
 ``$XDG_CACHE_HOME/provml/digests.jsonl``; ``off`` disables it), read once per process on
 the exporter thread and appended to (one short ``O_APPEND`` write per new digest, so
-concurrent jobs interleave whole lines). A line that does not parse is ignored. When the
-file holds many more lines than live entries it is rewritten (to a temporary file,
-then renamed).
+concurrent jobs interleave whole lines). A line that does not parse is ignored. Only
+the newest entry of a path is kept: a file rewritten at that path has a new inode or
+status-change time, which never goes back, so the older entries can never match again
+(a job's outputs are rewritten by every run, and each run added a line). When the file
+holds more than twice as many lines as live entries (and over ``_COMPACT_LINES``) it is
+rewritten (to a temporary file, then renamed).
 
 Imports: standard library only.
 """
@@ -28,7 +31,7 @@ from pathlib import Path
 from provml.capture._state import log_once
 
 RACY_SECONDS = 2.0
-_COMPACT_LINES = 50_000
+_COMPACT_LINES = 1_000
 
 Key = tuple[str, int, int, int, int, int]
 
@@ -76,7 +79,18 @@ class DigestCache:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._entries: dict[Key, tuple[str, bool]] | None = None
+        self._newest: dict[str, Key] = {}  # path -> the key of its one live entry
         self._lines = 0
+
+    def _keep(
+        self, entries: dict[Key, tuple[str, bool]], key: Key, value: tuple[str, bool]
+    ) -> None:
+        """Remember ``value`` under ``key``, forgetting the path's older entry."""
+        older = self._newest.get(key[0])
+        if older is not None and older != key:
+            entries.pop(older, None)
+        self._newest[key[0]] = key
+        entries[key] = value
 
     def _load(self) -> dict[Key, tuple[str, bool]]:
         entries: dict[Key, tuple[str, bool]] = {}
@@ -91,8 +105,10 @@ class DigestCache:
             self._lines += len(lines)
             for row in _rows(lines):
                 try:
-                    *key, digest, sampled = row
-                    entries[tuple(key)] = (digest, bool(sampled))  # type: ignore[index]
+                    *key, digest, sampled = row  # type: ignore[misc]
+                    if len(key) != 6 or not isinstance(key[0], str):
+                        continue
+                    self._keep(entries, tuple(key), (digest, bool(sampled)))  # type: ignore[arg-type]
                 except (ValueError, TypeError):
                     continue
         self._entries = entries
@@ -109,7 +125,7 @@ class DigestCache:
         mtime_s = key[4] / 1e9
         if time.time() - mtime_s < RACY_SECONDS:
             return  # modified too recently to trust its times
-        entries[key] = value
+        self._keep(entries, key, value)
         if self.path is None:
             return
         line = json.dumps([*key, *value], separators=(",", ":")).encode() + b"\n"

@@ -148,3 +148,32 @@ def test_a_second_job_on_the_same_raw_files_does_not_hash_them(tmp_path):
     ]
     assert [int(n) for n, _ in outputs] == [1, 0]
     assert outputs[0][1] == outputs[1][1] == ids.data_iri(ids.digest_bytes(raw.read_bytes()))
+
+
+def test_a_path_keeps_only_its_newest_entry_and_the_stale_lines_are_compacted(
+    tmp_path, monkeypatch
+):
+    # A job rewrites its outputs every run: each run added a line for the same path, and
+    # the stale lines stayed until the file passed 50,000 lines, read by every job.
+    from provml.capture import _digest_cache
+
+    monkeypatch.setattr(_digest_cache, "_COMPACT_LINES", 10)
+    cache_file = tmp_path / "digests.jsonl"
+    old_ns = time.time_ns() - 3_600 * 10**9
+    runs = [
+        ("/work/tiles.npy", 1, 100 + run, 4096, old_ns + run, old_ns + run) for run in range(30)
+    ]
+    raw = ("/data/survey.segy", 1, 7, 10**9, old_ns, old_ns)
+    writer = _digest_cache.DigestCache(cache_file)
+    writer.put(raw, ("raw-digest", True))
+    for run, key in enumerate(runs):
+        writer.put(key, (f"tiles-{run}", False))
+    assert len(cache_file.read_bytes().splitlines()) == 31
+
+    reader = _digest_cache.DigestCache(cache_file)
+    assert reader.get(runs[-1]) == ("tiles-29", False)
+    assert reader.get(runs[0]) is None  # a dead entry: that inode and time are gone
+    assert reader.get(raw) == ("raw-digest", True)
+    lines = cache_file.read_bytes().splitlines()  # compacted on load: 31 lines, 2 live
+    assert len(lines) == 2
+    assert _digest_cache.DigestCache(cache_file).get(runs[-1]) == ("tiles-29", False)
