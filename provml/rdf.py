@@ -87,15 +87,17 @@ _ALL_PENDING = 2**31 - 1  # "every outbox row": fits a LIMIT on every SQL backen
 _READ_ONLY_ATTEMPTS = 8  # about 1.4 s in all, see _open_oxigraph
 _REBUILD_STOPPED = "the RDF store is shutting down: its rebuild stopped"
 _BULK_THRESHOLD = 100_000  # quads; above this a projection batch is bulk-loaded
-# The quads that records added (most of a projection) are bulk-loaded, this many at a
-# time at most, or at once when a query waits for a checkpoint. Oxigraph's bulk loader
-# writes sorted table files instead of a transaction's memtable and write-ahead-log
-# entries, and needs no flush: 4.6 against 10.4 µs of CPU a quad with the flushes (the
-# service benchmark's generated records, 265,584 quads, groups of 20,000; pyoxigraph
-# 0.5). It is not atomic, which the projection does not need: the outbox rows are marked
-# done after it, so a failure projects the same records again, giving the same quads,
-# and readers read checkpoints taken between loads. Loaded one bundle at a time it was
-# slower than extend (a table file for a few hundred quads).
+# The quads that records added (most of a projection) are gathered across bundles and
+# bulk-loaded this many at a time; fewer (the end of a pass, a query waiting for a
+# checkpoint) go in one transaction as before. Oxigraph's bulk loader writes sorted
+# table files instead of a transaction's memtable and write-ahead-log entries, and needs
+# no flush: 4.6 against 10.4 µs of CPU a quad with the flushes (the service benchmark's
+# generated records, 265,584 quads, groups of 20,000; pyoxigraph 0.5). On small groups it
+# costs more than it saves: a table file for a few hundred quads, and under the 180 s
+# load test, whose passes are small, bulk-loading every pass tripled the ingest p50
+# (18.9 -> 56-61 ms) beside it. It is not atomic, which the projection does not need:
+# the outbox rows are marked done after it, so a failure projects the same records
+# again, giving the same quads, and readers read checkpoints taken between loads.
 _BULK_ADDITIONS = 20_000
 # Oxigraph opens RocksDB with optimize_level_style_compaction(512 MiB): every one of its
 # 12 column families gets 128 MiB memtables (up to 6 of them) and is flushed only once
@@ -925,10 +927,14 @@ class RDFStore:
         return len(changes)
 
     def _load_additions(self, additions: list[Any]) -> None:
-        """Bulk-load the added quads waiting, and forget them (see _BULK_ADDITIONS)."""
-        if additions:
+        """Write the added quads waiting, and forget them: bulk-loaded once there are
+        ``_BULK_ADDITIONS`` of them, else in one transaction (see _BULK_ADDITIONS)."""
+        if len(additions) >= _BULK_ADDITIONS:
             self._store.bulk_extend(additions)
-            additions.clear()
+        elif additions:
+            self._store.extend(additions)  # one transaction; a quad already there stays one
+            self._flush_if_due(len(additions))
+        additions.clear()
 
     def _query_waits(self) -> bool:
         """Whether a query waits for a checkpoint of this projection (lock held)."""

@@ -532,7 +532,7 @@ def test_added_quads_bulk_loaded_in_groups_reach_a_rebuilds_store_even_after_a_f
         for a, b in batches[:4]:
             sqlite_store.ingest([a])
             sqlite_store.ingest([b])
-        monkeypatch.setattr(provml.rdf, "_BULK_ADDITIONS", 10**6)  # one load, at the end
+        monkeypatch.setattr(provml.rdf, "_BULK_ADDITIONS", 10**6)  # one transaction at the end
         assert rdf.project(sqlite_store) == 2
         assert rdf.checksum() == rebuilt_checksum()
 
@@ -541,7 +541,7 @@ def test_added_quads_bulk_loaded_in_groups_reach_a_rebuilds_store_even_after_a_f
             sqlite_store.ingest([b])
         sqlite_store.ingest([curation_bundle()])
         sqlite_store.ingest([curation_bundle()])  # a replay: replaced whole, in the same pass
-        monkeypatch.setattr(provml.rdf, "_BULK_ADDITIONS", 7)  # a load after every bundle
+        monkeypatch.setattr(provml.rdf, "_BULK_ADDITIONS", 7)  # a bulk load after each bundle
         real, loads = RDFStore._load_additions, []
 
         def failing(self, additions):
