@@ -87,18 +87,6 @@ _ALL_PENDING = 2**31 - 1  # "every outbox row": fits a LIMIT on every SQL backen
 _READ_ONLY_ATTEMPTS = 8  # about 1.4 s in all, see _open_oxigraph
 _REBUILD_STOPPED = "the RDF store is shutting down: its rebuild stopped"
 _BULK_THRESHOLD = 100_000  # quads; above this a projection batch is bulk-loaded
-# The quads that records added (most of a projection) are gathered across bundles and
-# bulk-loaded this many at a time; fewer (the end of a pass, a query waiting for a
-# checkpoint) go in one transaction as before. Oxigraph's bulk loader writes sorted
-# table files instead of a transaction's memtable and write-ahead-log entries, and needs
-# no flush: 4.6 against 10.4 µs of CPU a quad with the flushes (the service benchmark's
-# generated records, 265,584 quads, groups of 20,000; pyoxigraph 0.5). On small groups it
-# costs more than it saves: a table file for a few hundred quads, and under the 180 s
-# load test, whose passes are small, bulk-loading every pass tripled the ingest p50
-# (18.9 -> 56-61 ms) beside it. It is not atomic, which the projection does not need:
-# the outbox rows are marked done after it, so a failure projects the same records
-# again, giving the same quads, and readers read checkpoints taken between loads.
-_BULK_ADDITIONS = 20_000
 # Oxigraph opens RocksDB with optimize_level_style_compaction(512 MiB): every one of its
 # 12 column families gets 128 MiB memtables (up to 6 of them) and is flushed only once
 # two are full, and the WAL never forces a flush (max_total_wal_size=0). A writer that
@@ -898,26 +886,16 @@ class RDFStore:
             # One bundle at a time: the working set (the records as prov objects,
             # rdflib triples, quads and a scratch store) is then that of one bundle's
             # changes, beside the group of bundles the SQL store reads together (read
-            # one by one, the reads cost more than decoding the rows) and the added
-            # quads waiting to be loaded (see _BULK_ADDITIONS).
+            # one by one, the reads cost more than decoding the rows). The memtables
+            # are flushed as the writes add up, not once at the end: a batch of 1 000
+            # rows behind a busy ingest wrote 90 000 quads, and a query worker opening
+            # the store next replayed them all (see _FLUSH_AFTER_WRITES).
             wanted = {b: change or (0, ()) for b, change in changes.items()}
-            additions: list[Any] = []
             for bundle_id, bundle in record_store.changed_bundles(wanted):
-                change = changes[bundle_id]
-                if change is not None and bundle is not None:
-                    added = _merged(self._quads_of(bundle) or [])
-                    additions.extend(added)
-                    writes += len(added)
-                else:
-                    # A replacement compares with what is stored: all of it first.
-                    self._load_additions(additions)
-                    written = self._replace_bundle(bundle_id, bundle)
-                    writes += written
-                    self._flush_if_due(written)
-                if len(additions) >= _BULK_ADDITIONS or self._query_waits():
-                    self._load_additions(additions)
+                written = self._project_bundle(bundle_id, bundle, changes[bundle_id])
+                writes += written
+                self._flush_if_due(written)
                 self._offer_snapshot()
-            self._load_additions(additions)
             self._generation += 1
             self._offer_snapshot()
         record_store.outbox_done([row.seq for row in rows])
@@ -926,29 +904,24 @@ class RDFStore:
         )
         return len(changes)
 
-    def _load_additions(self, additions: list[Any]) -> None:
-        """Write the added quads waiting, and forget them: bulk-loaded once there are
-        ``_BULK_ADDITIONS`` of them, else in one transaction (see _BULK_ADDITIONS)."""
-        if len(additions) >= _BULK_ADDITIONS:
-            self._store.bulk_extend(additions)
-        elif additions:
-            self._store.extend(additions)  # one transaction; a quad already there stays one
-            self._flush_if_due(len(additions))
-        additions.clear()
-
-    def _query_waits(self) -> bool:
-        """Whether a query waits for a checkpoint of this projection (lock held)."""
-        return self._snapshots is not None and self._snapshots.wanted
-
-    def _replace_bundle(self, bundle_id: str, bundle: Bundle | None) -> int:
-        """Make a bundle's graph its quads as read (None: deleted since, it goes);
-        the quads written."""
+    def _project_bundle(
+        self,
+        bundle_id: str,
+        bundle: Bundle | None,
+        change: tuple[int, set[str]] | None,
+    ) -> int:
+        """Project what ``change`` names of a bundle, as read (None: deleted since);
+        ``change`` None projects the bundle whole. Returns the quads written."""
         if bundle is None:
-            return self._replace_graph(bundle_id, [])
+            return self._replace_graph(bundle_id, [])  # deleted since: it goes
         quads = self._quads_of(bundle)
         if quads is None:
             return 0
-        return self._replace_graph(bundle_id, quads)
+        if change is None:
+            return self._replace_graph(bundle_id, quads)
+        written = _merged(quads)
+        self._store.extend(written)  # one transaction; a quad already there stays one
+        return len(written)
 
     def _quads_of(self, bundle: Bundle) -> list[Any] | None:
         """The bundle's quads, or None (logged, counted) when they cannot be made.

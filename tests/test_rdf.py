@@ -516,51 +516,6 @@ def test_a_bundle_sent_in_many_batches_is_projected_batch_by_batch_as_a_rebuild_
     assert rebuilt.checksum() == rdf.checksum()
 
 
-def test_added_quads_bulk_loaded_in_groups_reach_a_rebuilds_store_even_after_a_failed_load(
-    sqlite_store, tmp_path, monkeypatch
-):
-    import provml.rdf
-
-    def rebuilt_checksum() -> str:
-        rebuilt = RDFStore.open()
-        rebuilt.rebuild(sqlite_store)
-        return rebuilt.checksum()
-
-    batches = list(zip(long_run_batches("one", 6, 3), long_run_batches("two", 6, 3), strict=True))
-    with RDFStore.open(tmp_path / "oxigraph") as rdf:
-        rdf.project(sqlite_store)  # a new store: made complete, empty
-        for a, b in batches[:4]:
-            sqlite_store.ingest([a])
-            sqlite_store.ingest([b])
-        monkeypatch.setattr(provml.rdf, "_BULK_ADDITIONS", 10**6)  # one transaction at the end
-        assert rdf.project(sqlite_store) == 2
-        assert rdf.checksum() == rebuilt_checksum()
-
-        for a, b in batches[4:]:
-            sqlite_store.ingest([a])
-            sqlite_store.ingest([b])
-        sqlite_store.ingest([curation_bundle()])
-        sqlite_store.ingest([curation_bundle()])  # a replay: replaced whole, in the same pass
-        monkeypatch.setattr(provml.rdf, "_BULK_ADDITIONS", 7)  # a bulk load after each bundle
-        real, loads = RDFStore._load_additions, []
-
-        def failing(self, additions):
-            loads.append(len(additions))
-            if len(loads) == 2 and additions:
-                raise OSError("No space left on device")
-            return real(self, additions)
-
-        monkeypatch.setattr(RDFStore, "_load_additions", failing)
-        with pytest.raises(OSError):
-            rdf.project(sqlite_store)
-        assert len(sqlite_store.outbox_pending()) == 2 * 4 + 2  # none marked done
-        monkeypatch.setattr(RDFStore, "_load_additions", real)
-        assert rdf.project(sqlite_store) == 3
-        assert not sqlite_store.outbox_pending()
-        assert rdf.graphs() == sorted([CURATION, f"{B}bundle/one", f"{B}bundle/two"])
-        assert rdf.checksum() == rebuilt_checksum()
-
-
 def test_a_bundle_that_cannot_be_projected_holds_up_nothing_after_it(
     sqlite_store, monkeypatch, caplog
 ):
@@ -942,14 +897,14 @@ def test_while_the_writer_projects_a_query_reads_a_young_snapshot_or_one_made_be
             Bundle(f"{B}bundle/slow/{i}", (Element("entity", f"{B}slow/{i}"),)) for i in range(10)
         ]
         sqlite_store.ingest(slow_bundles)
-        real, projecting = RDFStore._quads_of, threading.Event()
+        real, projecting = RDFStore._project_bundle, threading.Event()
 
         def slow(self, *args):  # a pass of 3 s, holding the projection lock throughout
             projecting.set()
             time.sleep(0.3)
             return real(self, *args)
 
-        monkeypatch.setattr(RDFStore, "_quads_of", slow)
+        monkeypatch.setattr(RDFStore, "_project_bundle", slow)
         writer = threading.Thread(target=rdf.project, args=(sqlite_store,))
         writer.start()
         try:
