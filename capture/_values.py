@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,8 +27,6 @@ from provml import ids
 from provml.capture._digest_cache import DigestCache, Key, default_path, key_of
 from provml.capture._state import log_once
 
-#: What a digest's name is made of ("sha256-<hex>"): IRI-safe as it stands, no quoting.
-_UNRESERVED = re.compile(r"[A-Za-z0-9-]+")
 #: Containers up to this many items (and this much JSON) are recorded as one value.
 _SMALL_CONTAINER = 64
 _SMALL_JSON = 4096
@@ -152,13 +149,7 @@ class Digests:
         if iri is None:
             if len(self._iris) > 10_000:
                 self._iris.clear()
-            name = digest.replace(":", "-")
-            if self.base and _UNRESERVED.fullmatch(name):
-                # ids.data_iri's own result: it quotes nothing in letters, digits and "-".
-                iri = f"{self.base}data/{name}"
-            else:
-                iri = ids.data_iri(digest, base=self.base)
-            self._iris[digest] = iri
+            iri = self._iris[digest] = ids.data_iri(digest, base=self.base)
         return iri
 
     def path(self, value: str | os.PathLike[str], ml_class: str | None) -> Data:

@@ -7,6 +7,8 @@ import os
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from provml import ids
 from provml.config import resolve_store
@@ -92,3 +94,12 @@ def test_store_urls_resolve_to_both_sides(monkeypatch, tmp_path):
 def test_store_urls_provml_cannot_use_say_what_to_use(url):
     with pytest.raises(ConfigurationError, match="store URL"):
         resolve_store(url)
+
+
+@given(st.text())
+def test_a_segment_is_quoted_exactly_as_quote_does_whether_or_not_it_needs_it(text):
+    from urllib.parse import quote
+
+    assert ids.iri("data", text, base="https://example.org/") == (
+        "https://example.org/data/" + quote(text, safe="-._~")
+    )
