@@ -10,6 +10,7 @@ Imports: standard library, ``provml.records``/``provml.vocab``/``provml.ids`` on
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from inspect import Parameter
@@ -44,24 +45,14 @@ def _time(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
-_ML_IRIS: dict[str, str] = {}
-_TYPES: dict[str, tuple[str, Ref]] = {}
+#: ``ml(name)``, remembered: the same few terms name the attributes of every record.
+_ml_iri = functools.cache(ml)
 
 
-def _ml_iri(name: str) -> str:
-    """``ml(name)``, remembered: the same few terms name the attributes of every record."""
-    iri = _ML_IRIS.get(name)
-    if iri is None:
-        iri = _ML_IRIS[name] = ml(name)
-    return iri
-
-
+@functools.cache
 def _ml_type(name: str) -> tuple[str, Ref]:
     """The ``prov:type`` attribute naming the PROV-ML class ``name``, made once."""
-    pair = _TYPES.get(name)
-    if pair is None:
-        pair = _TYPES[name] = (PROV_TYPE, Ref(ml(name)))
-    return pair
+    return (PROV_TYPE, Ref(ml(name)))
 
 
 def _ml_attrs(values: Mapping[str, Any]) -> list[tuple[str, Any]]:
