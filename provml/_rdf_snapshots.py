@@ -94,17 +94,13 @@ class ReadSnapshots:
                 is no snapshot yet and the writer stayed busy for ``first_wait`` s.
         """
         with self._lock:
-            if self._newest is None or self._newest[0] != generation:
-                if writes.acquire(blocking=False):
-                    try:
-                        self._take(store, generation)
-                    finally:
-                        writes.release()
-                elif self._newest is not None and time.monotonic() - self._taken >= _FRESH:
+            stale = self._newest is None or self._newest[0] != generation
+            if stale and not self._take_if_idle(store, generation, writes):
+                if self._newest is None:
+                    self._wait_for_first(store, generation, writes, first_wait)
+                elif time.monotonic() - self._taken >= _FRESH:
                     before, self._wanted = self._newest, True
                     self._changed.wait_for(lambda: self._newest is not before, timeout=_WAIT)
-                elif self._newest is None:
-                    self._wait_for_first(store, generation, writes, first_wait)
             directory = self._newest[1]
             self._users[directory] += 1
         try:
@@ -117,6 +113,17 @@ class ReadSnapshots:
                     if self._newest is None or directory != self._newest[1]:
                         self._collect()  # the last query on a superseded snapshot left
 
+    def _take_if_idle(self, store: Any, generation: int, writes: Any) -> bool:
+        """Take a checkpoint if the writer is idle (its projection lock free); our lock
+        held. True if one was taken."""
+        if not writes.acquire(blocking=False):
+            return False
+        try:
+            self._take(store, generation)
+        finally:
+            writes.release()
+        return True
+
     def _wait_for_first(self, store: Any, generation: int, writes: Any, wait: float) -> None:
         """Wait up to ``wait`` s for the first snapshot (our lock held; released while
         waiting): made by the projector between two bundles, or by us once it is idle.
@@ -124,11 +131,7 @@ class ReadSnapshots:
         deadline = time.monotonic() + wait
         self._wanted = True
         while self._newest is None:
-            if writes.acquire(blocking=False):
-                try:
-                    self._take(store, generation)
-                finally:
-                    writes.release()
+            if self._take_if_idle(store, generation, writes):
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
