@@ -299,7 +299,9 @@ def copy_stored_rows(source_dsn: str, target_url: str) -> tuple[float, int]:
         rows = sum(
             source.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in STORED_TABLES
         )
-    SQLStore(target_url).upgrade()
+    schema = SQLStore(target_url)
+    schema.upgrade()
+    schema.close()
     target_dsn = target_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(target_dsn) as target:
         started = time.perf_counter()
