@@ -17,6 +17,8 @@ Imports: provml core and stores; never FastAPI or provml.capture.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,6 +55,25 @@ def open_sql_store(location: StoreLocation) -> SQLStore:
     return store
 
 
+def lower_priority(nice: int) -> None:
+    """Lower the calling thread's scheduling priority by ``nice`` (Linux: per thread).
+
+    Linux keeps a nice value per thread, so this leaves the request handlers and the
+    database's own processes as they are; the projector then takes the cores they
+    leave idle, and all of them when nothing else runs. Pyoxigraph's writes, most of
+    a projection's work, release the GIL, so they yield the cores to the handlers
+    rather than the interpreter. Elsewhere, or when the system refuses, nothing changes.
+    """
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + nice))
+    except OSError as exc:
+        logger.info("provml: cannot lower the projector's priority: %s", exc)
+
+
 class Projector:
     """A daemon thread that projects outbox rows into the RDF store (the owner's job)."""
 
@@ -63,12 +84,14 @@ class Projector:
         metrics: Metrics,
         interval: float,
         inbox: Path | None = None,
+        nice: int = 0,
     ) -> None:
         self._sql = sql
         self._rdf = rdf
         self._inbox = inbox  # an embedded store's: batches jobs left for it
         self._metrics = metrics
         self._interval = interval
+        self._nice = nice
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -106,6 +129,7 @@ class Projector:
         return self._idle.wait(timeout)
 
     def _loop(self) -> None:
+        lower_priority(self._nice)
         while not self._stop.is_set():
             self._wake.clear()
             try:
@@ -234,6 +258,8 @@ def open_services(settings: Settings, metrics: Metrics) -> Services:
         services.refresher = Refresher(rdf, settings.project_interval)
         services.refresher.start()
     else:
-        services.projector = Projector(sql, rdf, metrics, settings.project_interval, location.inbox)
+        services.projector = Projector(
+            sql, rdf, metrics, settings.project_interval, location.inbox, settings.project_nice
+        )
         services.projector.start()
     return services

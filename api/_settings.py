@@ -14,6 +14,7 @@ from provml.errors import ConfigurationError
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_SPARQL_TIMEOUT = 30.0
 DEFAULT_SPARQL_MAX_ROWS = 100_000
+DEFAULT_PROJECT_NICE = 10
 
 
 def _number(env: Mapping[str, str], name: str, default: float, kind: type) -> float:
@@ -29,6 +30,17 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type) -> fl
     if value <= 0:
         raise ConfigurationError(f"{name} must be positive, got {text}", setting=name)
     return value
+
+
+def _nice(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) > 19:
+        raise ConfigurationError(
+            f"{name}={text!r} is not a nice increment from 0 to 19", setting=name
+        )
+    return int(text)
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -59,6 +71,10 @@ class Settings:
         cors_origins: origins allowed by CORS; empty means CORS is off.
         project_interval: seconds between projector checks of the outbox when no
             ingest wakes it (catches up rows written by other processes).
+        project_nice: how much lower than the request handlers the projector thread
+            runs, as a Linux nice increment (0 to 19; 0 for equal footing). The RDF
+            side is a projection of the SQL store: under a burst of ingests the cores
+            go to storing the batches first, and the projection catches up after.
     """
 
     store: str | None = None
@@ -71,6 +87,7 @@ class Settings:
     allow_service: bool = False
     cors_origins: tuple[str, ...] = ()
     project_interval: float = 1.0
+    project_nice: int = DEFAULT_PROJECT_NICE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,7 +95,8 @@ class Settings:
 
         ``PROVML_STORE``, ``PROVML_RDF``, ``PROVML_WRITE_TOKEN``, ``PROVML_READ_TOKEN``,
         ``PROVML_MAX_BODY_BYTES``, ``PROVML_SPARQL_TIMEOUT``, ``PROVML_SPARQL_MAX_ROWS``,
-        ``PROVML_SPARQL_ALLOW_SERVICE`` (yes/no), ``PROVML_CORS_ORIGINS`` (comma-separated).
+        ``PROVML_SPARQL_ALLOW_SERVICE`` (yes/no), ``PROVML_CORS_ORIGINS`` (comma-separated),
+        ``PROVML_PROJECT_NICE`` (0 to 19).
 
         Raises:
             ConfigurationError: a value is malformed; the message names the variable.
@@ -99,4 +117,5 @@ class Settings:
             ),
             allow_service=_flag(env, "PROVML_SPARQL_ALLOW_SERVICE"),
             cors_origins=origins,
+            project_nice=_nice(env, "PROVML_PROJECT_NICE", DEFAULT_PROJECT_NICE),
         )

@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import re
 import shutil
 import threading
@@ -231,6 +232,31 @@ def test_settings_come_from_the_environment_and_refuse_nonsense():
         Settings.from_env({"PROVML_SPARQL_MAX_ROWS": "lots"})
     with pytest.raises(ConfigurationError, match="PROVML_MAX_BODY_BYTES"):
         Settings.from_env({"PROVML_MAX_BODY_BYTES": "-5"})
+    assert Settings.from_env({}).project_nice == 10
+    assert Settings.from_env({"PROVML_PROJECT_NICE": "0"}).project_nice == 0
+    for bad in ("20", "-1", "low"):
+        with pytest.raises(ConfigurationError, match="PROVML_PROJECT_NICE"):
+            Settings.from_env({"PROVML_PROJECT_NICE": bad})
+
+
+def test_the_projector_thread_runs_below_the_request_handlers(tmp_path):
+    """Under a burst of ingests the cores go to storing batches; the projection follows.
+
+    Linux keeps a nice value per thread: the projector's is raised, the process's not.
+    """
+
+    def niceness(client: TestClient) -> tuple[int, int]:
+        caught_up(client)  # the projector's loop has started
+        projector = client.app.state.services.projector._thread.native_id
+        here = threading.get_native_id()
+        return os.getpriority(os.PRIO_PROCESS, projector), os.getpriority(os.PRIO_PROCESS, here)
+
+    with serving(tmp_path / "default") as client:
+        projector, others = niceness(client)
+        assert projector == min(19, others + 10)
+    with serving(tmp_path / "equal", project_nice=0) as client:
+        projector, others = niceness(client)
+        assert projector == others
 
 
 # ------------------------------------------------------------------- health, metrics
