@@ -1,8 +1,9 @@
 """The exporter: a bounded queue, a daemon thread that batches, and the destinations.
 
-The caller's thread only appends to the queue (:meth:`Exporter.put`). The exporter
-thread turns items into records, batches them by size and time, and delivers them to
-one destination: the embedded store's inbox (files, standard library only), a PostgreSQL
+The caller's thread only appends to the queue (:meth:`BatchExporter.put`), except in
+an explicit flush, which it waits for anyway and so drains itself when it can. The
+exporter thread turns items into records, batches them by size and time, and delivers
+them to one destination: the embedded store's inbox (files, standard library only), a PostgreSQL
 record store (imported lazily, on this thread only), an HTTP endpoint (gzip JSON over
 ``urllib``), or an in-memory exporter (tests). A batch
 the destination does not take goes to the spool and is replayed before anything newer.
@@ -43,7 +44,12 @@ _EXIT_RETRY_PAUSES = (0.5, 1.0, 2.0)
 class Exporter(Protocol):
     """Where batches go. Raise :class:`provml.errors.StoreUnavailable` (or any error that
     is not an :class:`~provml.errors.InvalidRecord`) to have the batch spooled and
-    retried; raise ``InvalidRecord``/``Conflict`` to have it dropped as refused."""
+    retried; raise ``InvalidRecord``/``Conflict`` to have it dropped as refused.
+
+    An exporter whose every export ends promptly (memory, local files) may say so with
+    a class attribute ``prompt = True``: a flush with a timeout then does the export on
+    its caller's thread. Otherwise only a flush without a timeout does.
+    """
 
     def export(self, bundles: Sequence[Bundle]) -> None: ...
 
@@ -152,6 +158,9 @@ class InboxDestination:
     is on disk, fsync'd, where the store will find it.
     """
 
+    # Local files: a flush writes them on its caller's thread, within any timeout.
+    prompt = True
+
     def __init__(self, location: StoreLocation) -> None:
         self.location = location
         self.directory = location.inbox
@@ -208,6 +217,9 @@ class HttpDestination:
 
 
 class _FlushRequest:
+    """A marker in the queue: everything before it is delivered, spooled or dropped
+    when :meth:`BatchExporter._drain` reaches it, whichever thread drains."""
+
     __slots__ = ("delivered", "done", "force")
 
     def __init__(self, force: bool) -> None:
@@ -251,6 +263,10 @@ class BatchExporter:
         # The batch being exported, so a stuck exit can spool it (see _rescue).
         self._in_flight: tuple[list[Bundle], int] | None = None
         self._spool_lock = threading.Lock()
+        # Held by whichever thread drains the queue (the exporter thread, or a caller
+        # of flush): one drain at a time keeps batches in order and each call once.
+        self._drain_lock = threading.Lock()
+        self._stop_seen = False
 
     # ------------------------------------------------------------ caller side
 
@@ -274,13 +290,33 @@ class BatchExporter:
             self._thread.start()
 
     def flush(self, timeout: float | None, force: bool = True) -> bool:
-        """Deliver everything queued so far; True if nothing is left undelivered."""
+        """Deliver everything queued so far; True if nothing is left undelivered.
+
+        The caller drains the queue up to its flush on its own thread when it can keep
+        the timeout: it waits anyway, and handing the work to the exporter thread costs
+        a thread switch and the same CPU. It cannot keep a timeout while a destination
+        that may hang (a server, someone's exporter) has the batch, so then the
+        exporter thread does the work and the caller waits for it at most ``timeout``.
+        """
         if self._thread is None or not self._thread.is_alive():
             if self._stopped:
                 return not self.queue
             self.start()
         request = _FlushRequest(force)
         self.queue.append(request)
+        if threading.current_thread() is not self._thread and (
+            timeout is None or getattr(self.destination, "prompt", False)
+        ):
+            # The lock may be held by a drain that reaches this request itself; waiting
+            # for it is what waiting for the exporter thread would have been.
+            if not self._drain_lock.acquire(timeout=-1 if timeout is None else timeout):
+                return False
+            try:
+                if not request.done.is_set():
+                    self._drain(until=request)
+            finally:
+                self._drain_lock.release()
+            return request.done.is_set() and request.delivered
         self._wake.set()
         return request.done.wait(timeout) and request.delivered
 
@@ -349,13 +385,19 @@ class BatchExporter:
             self._wake.wait(self.schedule_delay)
             self._wake.clear()
             try:
-                if self._drain():
-                    return
+                with self._drain_lock:
+                    self._drain()
             except Exception as exc:  # a bug of ours: keep the thread alive
                 internal_error("the exporter thread", exc)
+            if self._stop_seen:
+                return
 
-    def _drain(self) -> bool:
-        """Empty the queue into batches; True when told to stop."""
+    def _drain(self, until: _FlushRequest | None = None) -> None:
+        """Empty the queue into batches, or up to and including ``until``.
+
+        Only with ``_drain_lock`` held. A stop marker ends the exporter thread after
+        this drain (:attr:`_stop_seen`), whichever thread drained it.
+        """
         pending: dict[str, list[Any]] = {}
         count = 0
         while True:
@@ -375,16 +417,19 @@ class BatchExporter:
                 )
                 self._dropped_at_flush = dropped
                 item.done.set()
+                if item is until:
+                    return
                 continue
             if isinstance(item, _Stop):
                 self._send(pending, count, force=True)
-                return True
+                pending, count = {}, 0
+                self._stop_seen = True
+                continue
             count += self._build_into(item, pending)
             if count >= self.batch_size:
                 self._send(pending, count, force=False)
                 pending, count = {}, 0
         self._send(pending, count, force=False)
-        return False
 
     def _build_into(self, item: Any, pending: dict[str, list[Any]]) -> int:
         """Build one captured item's records into ``pending``; how many were added.

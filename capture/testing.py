@@ -33,6 +33,7 @@ class InMemoryExporter:
     """
 
     spool = False  # nothing to spool: export never fails
+    prompt = True  # a flush exports on its caller's thread
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
