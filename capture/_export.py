@@ -266,6 +266,7 @@ class BatchExporter:
         # Held by whichever thread drains the queue (the exporter thread, or a caller
         # of flush): one drain at a time keeps batches in order and each call once.
         self._drain_lock = threading.Lock()
+        self._drainer: threading.Thread | None = None  # the thread holding _drain_lock
         self._stop_seen = False
 
     # ------------------------------------------------------------ caller side
@@ -302,19 +303,26 @@ class BatchExporter:
             if self._stopped:
                 return not self.queue
             self.start()
+        me = threading.current_thread()
+        if self._drainer is me:
+            # Called from inside a drain (an exporter that flushes, a signal handler):
+            # the drain under way delivers; waiting for it here would wait for ourselves.
+            return False
         request = _FlushRequest(force)
         self.queue.append(request)
-        if threading.current_thread() is not self._thread and (
+        if me is not self._thread and (
             timeout is None or getattr(self.destination, "prompt", False)
         ):
             # The lock may be held by a drain that reaches this request itself; waiting
             # for it is what waiting for the exporter thread would have been.
             if not self._drain_lock.acquire(timeout=-1 if timeout is None else timeout):
                 return False
+            self._drainer = me
             try:
                 if not request.done.is_set():
                     self._drain(until=request)
             finally:
+                self._drainer = None
                 self._drain_lock.release()
             return request.done.is_set() and request.delivered
         self._wake.set()
@@ -386,7 +394,11 @@ class BatchExporter:
             self._wake.clear()
             try:
                 with self._drain_lock:
-                    self._drain()
+                    self._drainer = threading.current_thread()
+                    try:
+                        self._drain()
+                    finally:
+                        self._drainer = None
             except Exception as exc:  # a bug of ours: keep the thread alive
                 internal_error("the exporter thread", exc)
             if self._stop_seen:

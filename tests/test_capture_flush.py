@@ -35,6 +35,8 @@ class Recording:
     def __init__(self, *, prompt: bool, failures: int = 0) -> None:
         self.prompt = prompt
         self.failures = failures
+        self.flushes_inside: list[tuple[bool, float]] = []  # (result, seconds)
+        self.flush_inside = False
         self.threads: list[str] = []
         self.bundles: list[Bundle] = []
         self.release = threading.Event()
@@ -45,6 +47,9 @@ class Recording:
     def export(self, bundles: Sequence[Bundle]) -> None:
         self.entered.set()
         self.release.wait()
+        if self.flush_inside:
+            began = time.monotonic()
+            self.flushes_inside.append((capture.flush(timeout=2), time.monotonic() - began))
         with self._lock:
             self.threads.append(threading.current_thread().name)
             if self.failures:
@@ -178,3 +183,16 @@ def test_shutdown_delivers_on_its_callers_thread_and_ends_the_exporter_thread(tm
     assert set(destination.threads) == {threading.current_thread().name}
     assert destination.metric_labels() == ["loss = 0.5 @ 1"]
     assert exporter._thread is not None and not exporter._thread.is_alive()
+
+
+@pytest.mark.parametrize("prompt", [True, False])
+def test_a_flush_from_inside_an_export_returns_at_once_and_the_outer_one_delivers(tmp_path, prompt):
+    destination = Recording(prompt=prompt)
+    start(destination, tmp_path)
+    destination.flush_inside = True
+    capture.log_metric("loss", 0.5, step=1)
+    assert capture.flush(timeout=5)
+    assert destination.flushes_inside and all(
+        not result and seconds < 0.5 for result, seconds in destination.flushes_inside
+    )
+    assert destination.metric_labels() == ["loss = 0.5 @ 1"]
