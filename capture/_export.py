@@ -38,6 +38,9 @@ _MAX_BACKOFF = 30.0
 # At exit, a destination that failed one attempt (restarting, busy replaying other
 # jobs' spools) gets a few more, each after this pause, within the exit bound.
 _EXIT_RETRY_PAUSES = (0.5, 1.0, 2.0)
+# A flush waiting for another thread's drain looks this often whether its own request
+# is done already (a long drain goes on with what was queued after it).
+_LOCK_POLL = 0.005
 
 
 @runtime_checkable
@@ -313,10 +316,8 @@ class BatchExporter:
         if me is not self._thread and (
             timeout is None or getattr(self.destination, "prompt", False)
         ):
-            # The lock may be held by a drain that reaches this request itself; waiting
-            # for it is what waiting for the exporter thread would have been.
-            if not self._drain_lock.acquire(timeout=-1 if timeout is None else timeout):
-                return False
+            if not self._take_drain(request, timeout):
+                return request.done.is_set() and request.delivered
             self._drainer = me
             try:
                 if not request.done.is_set():
@@ -327,6 +328,15 @@ class BatchExporter:
             return request.done.is_set() and request.delivered
         self._wake.set()
         return request.done.wait(timeout) and request.delivered
+
+    def _take_drain(self, request: _FlushRequest, timeout: float | None) -> bool:
+        """Hold the drain lock; False if another drain handled ``request`` meanwhile
+        (it may go on with what was queued later) or the timeout passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._drain_lock.acquire(timeout=_LOCK_POLL):
+            if request.done.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                return False
+        return True
 
     def shutdown(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import pytest
 
 import provml.capture as capture
-from provml.capture import _state
+from provml.capture import _export, _state
 from provml.records import Bundle, Element
 
 
@@ -37,6 +37,7 @@ class Recording:
         self.failures = failures
         self.flushes_inside: list[tuple[bool, float]] = []  # (result, seconds)
         self.flush_inside = False
+        self.slow_metric: str | None = None  # a batch holding this metric takes 0.5 s
         self.threads: list[str] = []
         self.bundles: list[Bundle] = []
         self.release = threading.Event()
@@ -47,6 +48,14 @@ class Recording:
     def export(self, bundles: Sequence[Bundle]) -> None:
         self.entered.set()
         self.release.wait()
+        if self.slow_metric is not None and any(
+            str(dict(r.attributes).get("http://www.w3.org/ns/prov#label", "")).startswith(
+                self.slow_metric
+            )
+            for b in bundles
+            for r in b.records
+        ):
+            time.sleep(0.5)
         if self.flush_inside:
             began = time.monotonic()
             self.flushes_inside.append((capture.flush(timeout=2), time.monotonic() - began))
@@ -196,3 +205,35 @@ def test_a_flush_from_inside_an_export_returns_at_once_and_the_outer_one_deliver
         not result and seconds < 0.5 for result, seconds in destination.flushes_inside
     )
     assert destination.metric_labels() == ["loss = 0.5 @ 1"]
+
+
+def test_a_flush_returns_once_its_records_are_in_though_the_drain_goes_on_with_later_ones(
+    tmp_path,
+):
+    destination = Recording(prompt=True)
+    start(destination, tmp_path, batch_size=1)
+    assert capture.flush(timeout=5)
+    exporter = _state.provider.exporter
+    destination.entered.clear()
+    destination.release.clear()
+    capture.log_metric("first", 1)  # a full batch: the exporter thread takes it and hangs
+    assert destination.entered.wait(5)
+    outcome: dict[str, float] = {}
+
+    def flush() -> None:
+        delivered = capture.flush(timeout=10)
+        outcome.update(delivered=delivered, at=time.monotonic())
+
+    flusher = threading.Thread(target=flush)
+    flusher.start()
+    while not any(isinstance(item, _export._FlushRequest) for item in list(exporter.queue)):
+        time.sleep(0.001)
+    destination.slow_metric = "later"
+    for i in range(4):  # queued after the flush: 2 s of exports for the same drain
+        capture.log_metric("later", i)
+    released = time.monotonic()
+    destination.release.set()
+    flusher.join()
+    assert outcome["delivered"]
+    assert outcome["at"] - released < 1.0
+    assert destination.metric_labels()[0] == "first = 1"
