@@ -262,4 +262,5 @@ def open_services(settings: Settings, metrics: Metrics) -> Services:
             sql, rdf, metrics, settings.project_interval, location.inbox, settings.project_nice
         )
         services.projector.start()
+    rdf.prestart_query_worker()
     return services

@@ -202,6 +202,25 @@ class WorkerPool:
                     self._idle.append(worker)
             self._free.notify()
 
+    def prestart(self) -> None:
+        """Start one worker ahead of the first query, unless one exists or is starting.
+
+        A worker is an interpreter importing pyoxigraph, ~0.1-0.2 s that the first query
+        of every server process otherwise waits for. Failing here only logs: the first
+        query then starts its own worker and reports what goes wrong.
+        """
+        with self._free:
+            if self._closed or self._idle or self._busy:
+                return
+            self._busy += 1  # the slot a query would take, so that none starts a second
+        try:
+            worker = _Worker()
+        except Exception as exc:
+            self._release(None)
+            _log.warning("could not start a SPARQL worker ahead of the first query: %s", exc)
+            return
+        self._release(worker)
+
     def run(self, request: tuple[Any, ...], timeout: float) -> Any:
         """Send ``request`` to a worker; return its answer or raise what it raised.
 

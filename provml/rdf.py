@@ -1160,6 +1160,21 @@ class RDFStore:
                 raise StoreUnavailable(f"a SERVICE call failed: {exc}") from exc
             raise StoreUnavailable(f"the RDF store failed to answer: {exc}") from exc
 
+    def prestart_query_worker(self) -> None:
+        """Start a SPARQL query worker in the background, for an on-disk store.
+
+        Returns at once. A service calls this as it starts: with several server
+        processes, the first query each one received waited for its worker's
+        interpreter to start (at 300k records: ~200 ms against ~70 ms warm).
+        """
+        if self.path is None or os.name == "nt":  # the same stores as query() sends off
+            return
+        try:
+            pool = self._worker_pool()
+        except StoreUnavailable:
+            return
+        threading.Thread(target=pool.prestart, name="provml-sparql-prestart", daemon=True).start()
+
     def _worker_pool(self) -> Any:
         from provml._sparql_worker import WorkerPool
 

@@ -259,6 +259,15 @@ def test_the_projector_thread_runs_below_the_request_handlers(tmp_path):
         assert projector == others
 
 
+def test_a_service_starts_a_sparql_worker_before_its_first_query(tmp_path):
+    with serving(tmp_path) as client:
+        rdf = client.app.state.services.rdf
+        deadline = time.monotonic() + 30
+        while not (rdf._workers and rdf._workers._idle) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert rdf._workers is not None and len(rdf._workers._idle) == 1
+
+
 # ------------------------------------------------------------------- health, metrics
 
 
