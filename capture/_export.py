@@ -3,10 +3,10 @@
 The caller's thread only appends to the queue (:meth:`BatchExporter.put`), except in
 an explicit flush, which it waits for anyway and so drains itself when it can. The
 exporter thread turns items into records, batches them by size and time, and delivers
-them to one destination: the embedded store's inbox (files, standard library only), a PostgreSQL
-record store (imported lazily, on this thread only), an HTTP endpoint (gzip JSON over
-``urllib``), or an in-memory exporter (tests). A batch
-the destination does not take goes to the spool and is replayed before anything newer.
+them to one destination: the embedded store's inbox (files, standard library only), a
+PostgreSQL record store (imported lazily, on this thread only), an HTTP endpoint (gzip
+JSON over ``urllib``), or an in-memory exporter (tests). A batch the destination does
+not take goes to the spool and is replayed before anything newer.
 
 Imports: standard library and ``provml.records``/``provml.config``/``provml.errors``/
 ``provml.inbox``.
