@@ -43,6 +43,9 @@ _log = logging.getLogger("provml.rdf")
 _WAIT = 2.0  # seconds a query waits for the writer's checkpoint before reading the newest
 _FRESH = 1.0  # seconds a snapshot is young enough to serve while the writer projects
 _PUBLISHED = "PUBLISHED"  # in the owner's snapshots directory: the newest one's name
+# Seconds a snapshot serves before it is renewed because the writer compacted the table
+# files it holds (see ReadSnapshots._compacted_since).
+_SETTLE = 10.0
 
 
 class ReadSnapshots:
@@ -59,6 +62,7 @@ class ReadSnapshots:
     """
 
     def __init__(self, store_directory: Path) -> None:
+        self.store_directory = store_directory
         self.root = store_directory.with_name(store_directory.name + ".snapshots")
         shutil.rmtree(self.root, ignore_errors=True)  # an earlier process's leftovers
         self._lock = threading.Lock()
@@ -95,7 +99,9 @@ class ReadSnapshots:
         """
         with self._lock:
             stale = self._newest is None or self._newest[0] != generation
-            if stale and not self._take_if_idle(store, generation, writes):
+            if not stale and self._compacted_since():
+                self._take_if_idle(store, generation, writes)  # else the newest serves on
+            elif stale and not self._take_if_idle(store, generation, writes):
                 if self._newest is None:
                     self._wait_for_first(store, generation, writes, first_wait)
                 elif time.monotonic() - self._taken >= _FRESH:
@@ -112,6 +118,20 @@ class ReadSnapshots:
                     del self._users[directory]
                     if self._newest is None or directory != self._newest[1]:
                         self._collect()  # the last query on a superseded snapshot left
+
+    def _compacted_since(self) -> bool:
+        """Whether the newest snapshot is ``_SETTLE`` s old and the writer's table files
+        are no longer the ones it holds (our lock held).
+
+        A snapshot taken right after a burst of writes keeps the burst's table files
+        as they were, before RocksDB's compactions merged them in the writer's
+        directory. Queries on it stay slow for as long as it serves, and with nothing
+        new projected it served on: 147 ms against 65 ms on the compacted directory
+        for the same query at 300k records (48 table files against 20).
+        """
+        if self._newest is None or time.monotonic() - self._taken < _SETTLE:
+            return False
+        return _table_files(self.store_directory) != _table_files(self._newest[1])
 
     def _take_if_idle(self, store: Any, generation: int, writes: Any) -> bool:
         """Take a checkpoint if the writer is idle (its projection lock free); our lock
@@ -157,7 +177,8 @@ class ReadSnapshots:
 
     def publish(self, store: Any, generation: int, min_age: float, writes: Any) -> bool:
         """Checkpoint for the other processes reading the store, if there are any, the
-        projection moved since the newest snapshot, and that is ``min_age`` s old.
+        projection moved since the newest snapshot (or the writer compacted the files it
+        holds, see :meth:`_compacted_since`), and that is ``min_age`` s old.
 
         The projector calls this every interval, so without readers it costs a
         directory listing and no lock. ``writes`` is the projection lock, as for
@@ -167,7 +188,8 @@ class ReadSnapshots:
             return False
         with writes, self._lock:
             if self._newest is not None and (
-                self._newest[0] == generation or time.monotonic() - self._taken < min_age
+                time.monotonic() - self._taken < min_age
+                or (self._newest[0] == generation and not self._compacted_since())
             ):
                 return False
             self._take(store, generation)
@@ -276,6 +298,14 @@ class CopiedSnapshots:
             self._current = self._previous = None
             self._users.clear()
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _table_files(directory: Path) -> frozenset[str]:
+    """The names of a RocksDB directory's table files (a snapshot's are hard links)."""
+    try:
+        return frozenset(e.name for e in os.scandir(directory) if e.name.endswith(".sst"))
+    except OSError:
+        return frozenset()
 
 
 def _readers_exist(snapshots_root: Path) -> bool:
