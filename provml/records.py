@@ -171,6 +171,7 @@ def _check_value(value: object, record: str | None, field_name: str) -> None:
         check_iri(value.iri, record, field_name)
         return
     elif isinstance(value, datetime):
+        _check_offset(value, record, field_name)
         return
     else:
         raise _fail(
@@ -185,6 +186,19 @@ def _check_value(value: object, record: str | None, field_name: str) -> None:
         raise _fail(f"{field_name} contains a lone surrogate code point", record, field_name)
     if len(text) > _MAX_TEXT:
         raise _fail(f"{field_name} is longer than {_MAX_TEXT} characters", record, field_name)
+
+
+def _check_offset(value: datetime, record: str | None, field_name: str) -> None:
+    """A time's UTC offset must be whole minutes: ISO 8601 and xsd:dateTime write
+    ±hh:mm, so a finer one (Python allows it) would come back changed."""
+    offset = value.utcoffset()
+    if offset is not None and (offset.microseconds or offset.seconds % 60):
+        raise _fail(
+            f"{field_name} has the UTC offset {offset}, which is not whole minutes "
+            "(ISO 8601 writes ±hh:mm)",
+            record,
+            field_name,
+        )
 
 
 def _check_attributes(attributes: Attributes, record: str | None) -> None:
@@ -217,8 +231,10 @@ def check_record(record: object) -> Record:
             raise _fail(f"a {record.kind} has no start or end time", rid, "start_time")
         for name in ("start_time", "end_time"):
             value = getattr(record, name)
-            if value is not None and not isinstance(value, datetime):
-                raise _fail(f"{name} must be a datetime", rid, name)
+            if value is not None:
+                if not isinstance(value, datetime):
+                    raise _fail(f"{name} must be a datetime", rid, name)
+                _check_offset(value, rid, name)
         _check_attributes(record.attributes, rid)
         return record
     if isinstance(record, Relation):
@@ -241,6 +257,7 @@ def check_record(record: object) -> Record:
                 raise _fail(f"{record.kind} carries no time", rid, "time")
             if not isinstance(record.time, datetime):
                 raise _fail("time must be a datetime", rid, "time")
+            _check_offset(record.time, rid, "time")
         _check_attributes(record.attributes, rid)
         return record
     raise InvalidRecord(f"not a PROV record: {type(record).__name__}", field="record")

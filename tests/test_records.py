@@ -70,6 +70,24 @@ def test_values_prov_cannot_carry_are_refused(value, problem):
     assert info.value.record == EX + "e"
 
 
+def test_times_whose_utc_offset_is_finer_than_minutes_are_refused_by_field():
+    # Python allows an offset of 1 µs; ISO 8601 writes ±hh:mm, so the stored time came
+    # back in UTC, changed (a property test found it).
+    odd = datetime(2000, 1, 1, tzinfo=timezone(timedelta(microseconds=1)))
+    cases = [
+        (Element("activity", EX + "a", start_time=odd), "start_time"),
+        (Element("activity", EX + "a", end_time=odd), "end_time"),
+        (Relation("wasGeneratedBy", EX + "e", EX + "a", time=odd), "time"),
+        (entity("e", (EX + "when", odd)), f"attributes[{EX}when]"),
+    ]
+    for record, field in cases:
+        with pytest.raises(InvalidRecord, match="not whole minutes") as info:
+            check_bundle(Bundle(EX + "b", (record,)))
+        assert info.value.field == field
+    minutes = datetime(2000, 1, 1, tzinfo=timezone(timedelta(hours=-3, minutes=-30)))
+    check_bundle(Bundle(EX + "b", (Element("activity", EX + "a", start_time=minutes),)))
+
+
 def test_wire_form_refuses_unknown_kinds_and_bad_times_with_the_field():
     with pytest.raises(InvalidRecord) as info:
         record_from_dict({"kind": "activity", "id": EX + "a", "startTime": "yesterday"})

@@ -637,6 +637,13 @@ def test_generated_record_batches_never_get_a_server_error(tmp_path):
     )
 
 
+# Text a record may hold: any but NUL (no PostgreSQL text column takes it) and lone
+# surrogates (not UTF-8), which records refuse with a 422 naming the field (tested above).
+_VALID_TEXT = st.text(
+    st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=10
+)
+
+
 def test_a_generated_valid_batch_sent_twice_is_stored_once(tmp_path):
     """Whatever valid batch is sent, sending it again changes nothing (idempotent ids)."""
     app = create_app(Settings(store=str(tmp_path / "store"), rdf_path=str(tmp_path / "oxigraph")))
@@ -645,9 +652,7 @@ def test_a_generated_valid_batch_sent_twice_is_stored_once(tmp_path):
     element = st.sampled_from(ELEMENT_KINDS).flatmap(
         lambda kind: st.fixed_dictionaries(
             {"kind": st.just(kind), "id": st.sampled_from([E + f"{kind}/{n}" for n in range(4)])},
-            optional={
-                "attributes": st.lists(st.tuples(_IRIS, st.text(max_size=10)).map(list), max_size=2)
-            },
+            optional={"attributes": st.lists(st.tuples(_IRIS, _VALID_TEXT).map(list), max_size=2)},
         )
     )
     valid = st.lists(element, min_size=1, max_size=5)
