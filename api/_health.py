@@ -44,9 +44,14 @@ def readyz(services: ServicesDep) -> JSONResponse:
         sql.update(status=exc.code, message=exc.message)
     try:
         # While a rebuild runs, SPARQL answers from a partial projection (REST reads SQL).
+        # A process reading the owner's live directory (no snapshot published yet) must
+        # not walk it: a compaction can delete a file under the walk, and pyoxigraph
+        # then spins on the error (provml._rdf_snapshots). A 1M-record benchmark's
+        # /readyz poll hung past 30 s so while the owner projected.
+        walkable = services.owns_rdf or services.rdf.reads_copy
         rdf.update(
             status="ok",
-            quads=services.rdf.recent_count(),
+            quads=services.rdf.recent_count() if walkable else None,
             rebuilding=services.rdf.needs_rebuild,
         )
         if services.projector is not None and services.projector.last_error:

@@ -259,6 +259,23 @@ def test_the_projector_thread_runs_below_the_request_handlers(tmp_path):
         assert projector == others
 
 
+def test_readiness_does_not_walk_an_rdf_store_another_process_writes(tmp_path):
+    # Until the owner publishes a snapshot, another process reads the owner's live
+    # directory, where a compaction can delete a file under a walk and pyoxigraph spins:
+    # a benchmark's /readyz poll hung past 30 s on a reader while the owner projected.
+    from provml.rdf import RDFStore
+
+    rdf_path = tmp_path / "oxigraph"
+    # The owner, in this process, publishes nothing; the service opens the store read-only.
+    with RDFStore.open(str(rdf_path)), serving(tmp_path, rdf_path=str(rdf_path)) as client:
+        assert not client.app.state.services.owns_rdf
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "ready"
+        assert ready["rdf"]["reads"] == "live directory" and ready["rdf"]["quads"] is None
+    with serving(tmp_path, rdf_path=str(rdf_path)) as client:  # now it owns the store
+        assert client.get("/readyz").json()["rdf"]["quads"] == 0
+
+
 def test_a_service_starts_a_sparql_worker_before_its_first_query(tmp_path):
     with serving(tmp_path) as client:
         rdf = client.app.state.services.rdf
