@@ -955,20 +955,25 @@ def test_the_first_query_of_a_new_store_waits_for_its_build_within_its_time_limi
             writer.join(10)
 
 
+def project_in_table_files(rdf: RDFStore, store, parts: int = 6) -> None:
+    """Project ``parts`` bundles of 200 entities, flushing after each: as many table files."""
+    for part in range(parts):
+        bundle = Bundle(
+            f"{B}bundle/part/{part}",
+            tuple(Element("entity", f"{B}e/{part}/{i}", ()) for i in range(200)),
+        )
+        store.ingest([bundle])
+        rdf.project(store)
+        rdf._store.flush()
+
+
 def test_a_query_worker_reads_on_after_the_writer_compacted_its_files(sqlite_store, tmp_path):
     # RocksDB opens a read-only handle's table files on first use. A compaction in the
     # writer deletes the files it merged; a worker reading the writer's own directory
     # then met a missing file in mid-query and pyoxigraph looped on the error until the
     # time limit killed it. Workers read a checkpoint, whose files are hard links.
     with RDFStore.open(tmp_path / "oxigraph") as rdf:
-        for part in range(6):  # many small table files: more than the 16 opened up front
-            bundle = Bundle(
-                f"{B}bundle/part/{part}",
-                tuple(Element("entity", f"{B}e/{part}/{i}", ()) for i in range(200)),
-            )
-            sqlite_store.ingest([bundle])
-            rdf.project(sqlite_store)
-            rdf._store.flush()
+        project_in_table_files(rdf, sqlite_store)  # more than the 16 opened up front
         assert rdf.query("ASK { }", timeout=10).boolean  # a worker opens its snapshot
         rdf._store.optimize()  # compacts: the writer's table files are replaced
         answer = rdf.query(
@@ -1025,14 +1030,7 @@ def test_a_snapshot_is_renewed_once_the_writer_has_compacted_its_files(
         return {path.name for path in snapshots.iterdir() if path.is_dir()}
 
     with RDFStore.open(tmp_path / "oxigraph") as rdf:
-        for part in range(6):  # several table files, for a compaction to merge
-            bundle = Bundle(
-                f"{B}bundle/part/{part}",
-                tuple(Element("entity", f"{B}e/{part}/{i}", ()) for i in range(200)),
-            )
-            sqlite_store.ingest([bundle])
-            rdf.project(sqlite_store)
-            rdf._store.flush()
+        project_in_table_files(rdf, sqlite_store)  # for a compaction to merge
         assert rdf.publish_for_readers(0)
         first = served()
         assert not rdf.publish_for_readers(0)  # nothing projected, nothing compacted
