@@ -69,6 +69,7 @@ class ReadSnapshots:
         self._changed = threading.Condition(self._lock)  # a new newest snapshot
         self._newest: tuple[int, Path] | None = None  # (generation, directory)
         self._taken = 0.0  # time.monotonic() when the newest was taken
+        self._newest_tables: frozenset[str] = frozenset()  # the newest one's table files
         self._wanted = False  # a query waits for the writer to take one
         self._users: Counter[Path] = Counter()
         self._serial = 0
@@ -131,7 +132,7 @@ class ReadSnapshots:
         """
         if self._newest is None or time.monotonic() - self._taken < _SETTLE:
             return False
-        return _table_files(self.store_directory) != _table_files(self._newest[1])
+        return _table_files(self.store_directory) != self._newest_tables
 
     def _take_if_idle(self, store: Any, generation: int, writes: Any) -> bool:
         """Take a checkpoint if the writer is idle (its projection lock free); our lock
@@ -203,6 +204,7 @@ class ReadSnapshots:
         self.root.mkdir(parents=True, exist_ok=True)
         store.backup(str(directory))
         self._newest, self._taken, self._wanted = (generation, directory), time.monotonic(), False
+        self._newest_tables = _table_files(directory)  # a snapshot's files never change
         staged = self.root / (_PUBLISHED + ".new")
         staged.write_text(directory.name)
         os.replace(staged, self.root / _PUBLISHED)
