@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from provml.errors import InvalidRecord
@@ -191,6 +191,8 @@ def _check_value(value: object, record: str | None, field_name: str) -> None:
 def _check_offset(value: datetime, record: str | None, field_name: str) -> None:
     """A time's UTC offset must be whole minutes: ISO 8601 and xsd:dateTime write
     ±hh:mm, so a finer one (Python allows it) would come back changed."""
+    if value.tzinfo is None or value.tzinfo is UTC:  # what capture and decoding make
+        return
     offset = value.utcoffset()
     if offset is not None and (offset.microseconds or offset.seconds % 60):
         raise _fail(
