@@ -293,6 +293,40 @@ def test_with_two_workers_one_projects_and_both_answer_sparql(tmp_path):
         assert {True, "published snapshot"} <= seen, seen
 
 
+def test_a_server_process_keeps_its_garbage_collector_off_the_ingest_path(tmp_path):
+    # uvicorn builds each worker's app with app_from_env: that process serves and
+    # nothing else, so its modules go to the permanent generation and the young one is
+    # collected every 20,000 allocations instead of every 700 (a batch of 1,000
+    # records is ~50,000 objects). An app made with create_app, inside someone else's
+    # process, leaves that process's collector as it found it.
+    probe = textwrap.dedent(
+        """
+        import gc, json, sys
+        from provml.api import Settings, app_from_env, create_app
+        from provml.api._app import GC_YOUNG_THRESHOLD
+        state = lambda: [gc.get_threshold(), gc.get_freeze_count()]
+        before = state()
+        create_app(Settings(store=sys.argv[1]))
+        embedded = state()
+        app_from_env()
+        print(json.dumps([before, embedded, state(), GC_YOUNG_THRESHOLD]))
+        """
+    )
+    store = str(tmp_path / "store")
+    out = subprocess.run(
+        [sys.executable, "-c", probe, store],
+        env={**os.environ, "PROVML_STORE": store},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    before, embedded, serving, young = json.loads(out)
+    assert embedded == before and before[1] == 0
+    threshold, older, oldest = before[0]
+    assert serving[0] == [young, older, oldest] and young > threshold
+    assert serving[1] > 10_000  # the imported modules and the app, frozen
+
+
 # ------------------------------------------------------------------------ PostgreSQL
 
 
