@@ -219,6 +219,8 @@ def _check_attributes(attributes: Attributes, record: str | None) -> None:
             continue
         if kind is str and len(value) <= _MAX_TEXT and "\x00" not in value and value.isascii():
             continue
+        if kind is Ref and value.iri in _VALID_IRIS:  # prov:type of nearly every record
+            continue
         _check_value(value, record, f"attributes[{name}]")
 
 
@@ -357,8 +359,10 @@ def decode_attributes(data: Any, record: str | None = None) -> Attributes:
         if not (isinstance(pair, list | tuple) and len(pair) == 2 and isinstance(pair[0], str)):
             raise _fail("attributes must be [name, value] pairs", record, "attributes")
         name, value = pair
-        if type(value) in _PLAIN:  # the common case, without building a field name
+        if type(value) in _PLAIN:  # the common cases, without building a field name
             out.append((name, value))
+        elif type(value) is dict and len(value) == 1 and type(value.get("@id")) is str:
+            out.append((name, Ref(value["@id"])))  # prov:type of nearly every record
         else:
             out.append((name, decode_value(value, record, f"attributes[{name}]")))
     return tuple(out)

@@ -643,3 +643,62 @@ def test_listings_sort_by_code_point_whatever_the_database_collation(icu_postgre
         assert [b.id for b in store.iter_bundles()] == sorted(EX + f"bundle/{n}" for n in names)
     finally:
         store.close()
+
+
+def test_stored_digests_stay_those_earlier_versions_wrote(store):
+    # A record's digest covers the JSON text of its row. Were the encoding to change
+    # (a shortcut for empty lists, say), every replay of a batch stored by an earlier
+    # version would count as a merge and rewrite rows. The digests below are those
+    # that commit 05f7ab1 stored for these records.
+    double = Literal("0.5", XSD + "double")
+    bundle = Bundle(
+        EX + "bundle/golden",
+        (
+            Element(
+                "entity",
+                EX + "data/1",
+                (
+                    (PROV_TYPE, Ref(ml("DomainData"))),
+                    (PROV_LABEL, "raw survey"),
+                    (EX + "size", 12),
+                    (EX + "ratio", 0.25),
+                    (EX + "big", 1e16),
+                    (EX + "name", "séismique"),
+                    (EX + "v", double),
+                ),
+            ),
+            Element(
+                "activity",
+                EX + "run/1",
+                ((PROV_TYPE, Ref(ml("TrainingExecution"))),),
+                datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+                datetime(2026, 1, 2, 4, 0, tzinfo=timezone(timedelta(hours=2))),
+            ),
+            Relation("used", EX + "run/1", EX + "data/1"),
+            Relation(
+                "wasGeneratedBy",
+                EX + "data/2",
+                EX + "run/1",
+                id=EX + "gen/1",
+                time=datetime(2026, 1, 2, 3, 30, tzinfo=UTC),
+                attributes=((PROV + "role", "output"),),
+            ),
+            Relation(
+                "wasDerivedFrom", EX + "data/2", EX + "data/1", extras=(("activity", EX + "run/1"),)
+            ),
+        ),
+    )
+    store.ingest([bundle])
+    with store.engine.connect() as conn:
+        nodes = dict(conn.exec_driver_sql("SELECT iri, digest FROM nodes").all())
+        relations = dict(conn.exec_driver_sql("SELECT kind, digest FROM relations").all())
+    assert nodes == {
+        EX + "data/1": "f121b8d57544eebea2c28ec06736e51c",
+        EX + "run/1": "b6f47b3de7de633f6de4c1ea0a3b17b8",
+    }
+    assert relations == {
+        "used": "002544abc1c7e43ab453f22b997953e4",
+        "wasGeneratedBy": "8c7b602251a9d7b8ee1550cebde5d804",
+        "wasDerivedFrom": "967e57cf239d0aa78844da71758b417d",
+    }
+    assert store.ingest([bundle]).unchanged == 5
