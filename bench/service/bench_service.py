@@ -224,6 +224,57 @@ class Server:
         self.log.close()
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+CPU_PARTS = ("server", "projector", "postgres", "clients")
+
+
+def cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far, by part: the server's request handling, its niced RDF
+    projector threads, PostgreSQL's processes, and this benchmark's own process.
+
+    Read from ``/proc`` (user + system time of every thread). The server is its
+    supervisor and the supervisor's children; a thread running at a raised nice value is
+    a projector (``PROVML_PROJECT_NICE``). Every ``postgres`` process counts, so nothing
+    else may use the server during the measurement.
+    """
+    parts = dict.fromkeys(CPU_PARTS, 0.0)
+    server = {server_pid}
+    stats: list[tuple[int, int, str, Path]] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        stats.append((int(entry.name), ppid, name, entry))
+    server |= {pid for pid, ppid, _, _ in stats if ppid == server_pid}
+    for pid, _, name, entry in stats:
+        if pid in server:
+            part = "server"
+        elif name.startswith("postgres"):
+            part = "postgres"
+        elif pid == os.getpid():
+            part = "clients"
+        else:
+            continue
+        try:
+            tasks = list((entry / "task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            seconds = (int(fields[11]) + int(fields[12])) / _TICK
+            niced = part == "server" and int(fields[16]) > 0
+            parts["projector" if niced else part] += seconds
+    return parts
+
+
 def run_clients(work, clients: int) -> float:
     """Seconds for ``clients`` threads running ``work``; the first error it recorded is raised.
 
@@ -598,7 +649,9 @@ def main() -> None:
         SQLStore(pg_url).upgrade()
         pg = Server(pg_url, workdir, args.workers)
         servers.append(pg)
+        cpu_before = cpu_seconds(pg.process.pid)
         seconds = http_ingest(pg.url, payloads)
+        cpu_after = cpu_seconds(pg.process.pid)
         # The peers run on an idle machine: the projection the ingest left behind
         # would otherwise take their cores (and flatter every ratio below).
         started = time.perf_counter()
@@ -617,6 +670,16 @@ def main() -> None:
             "RDF projection of the ingested records caught up, after the last batch, in",
             f"{projected_after:.0f} s ({total / (seconds + projected_after):,.0f} records/s "
             "from the first batch until both stores held every record)",
+        )
+        cpu = {part: (cpu_after[part] - cpu_before[part]) / total * 1e6 for part in cpu_after}
+        per_record = sum(cpu.values())
+        note(
+            "CPU a record during the HTTP ingest: server request handling / RDF projector "
+            "(niced) / PostgreSQL / clients",
+            " / ".join(f"{cpu[part]:.1f}" for part in CPU_PARTS)
+            + f" us = {per_record:.1f} us; {per_record * http_rate / 1e6:.2f} of "
+            f"{os.cpu_count()} cores busy; at this cost {os.cpu_count()} cores take at most "
+            f"{os.cpu_count() / per_record * 1e6:,.0f} records/s",
         )
         note("HTTP ingest / COPY", f"{http_rate / copy_rate:.3f}")
         stored_seconds, stored_rows = copy_stored_rows(f"{plain_base}/{names[0]}", stored_copy_url)
