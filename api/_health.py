@@ -33,7 +33,9 @@ def readyz(services: ServicesDep) -> JSONResponse:
     sql: dict[str, object] = {"backend": services.location.backend}
     rdf: dict[str, object] = {"owner": services.owns_rdf}
     if not services.owns_rdf:  # what this process's SPARQL reads: see provml._rdf_snapshots
-        rdf["reads"] = "published snapshot" if services.rdf.reads_copy else "live directory"
+        # Never the owner's live directory; nothing (SPARQL answers 503) until the owner
+        # has published a snapshot.
+        rdf["reads"] = "published snapshot" if services.rdf.reads_copy else "nothing yet"
     ready = True
     try:
         services.sql.check_schema()
@@ -43,11 +45,11 @@ def readyz(services: ServicesDep) -> JSONResponse:
         ready = False
         sql.update(status=exc.code, message=exc.message)
     try:
-        # While a rebuild runs, SPARQL answers from a partial projection (REST reads SQL).
-        # A process reading the owner's live directory (no snapshot published yet) must
-        # not walk it: a compaction can delete a file under the walk, and pyoxigraph
-        # then spins on the error (provml._rdf_snapshots). A 1M-record benchmark's
-        # /readyz poll hung past 30 s so while the owner projected.
+        # Ready while the RDF store is rebuilt or not yet published: REST reads SQL.
+        # A reader with no snapshot yet has nothing to count (it never walks the owner's
+        # live directory: a compaction can delete a file under the walk, and pyoxigraph
+        # then spins on the error, see provml._rdf_snapshots; a 1M-record benchmark's
+        # /readyz poll hung past 30 s so while the owner projected).
         walkable = services.owns_rdf or services.rdf.reads_copy
         rdf.update(
             status="ok",

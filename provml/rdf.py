@@ -12,8 +12,9 @@ both give the same quads.
 Two facts about Oxigraph shape this module (DESIGN.md, "two traps"):
 
 * an on-disk store is writable by one process only (RocksDB's lock). Other processes
-  open it with ``read_only=True`` and see a snapshot taken when they opened it
-  (:meth:`RDFStore.refresh` takes a new one);
+  open it with ``read_only=True`` and read copies of the snapshots the writer publishes
+  for them, never the writer's directory (:meth:`RDFStore.refresh` takes up a newer
+  one; until the first, they answer nothing: :meth:`RDFStore.query`);
 * pyoxigraph cannot cancel a running query (its Python API has no timeout). A query
   with a ``timeout`` on an on-disk store therefore runs in a worker process that opens
   a read-only checkpoint of the store (:mod:`provml._sparql_worker`,
@@ -690,6 +691,7 @@ class RDFStore:
         self._closing = threading.Event()  # see stop_rebuilding()
         self._copies: Any = None  # a reader's CopiedSnapshots of what the writer published
         self._reading: Path | None = None  # the copy a reader's handle reads, if any
+        self._adopting = threading.Lock()  # a reader takes up one copy at a time
         #: The last whole-store count: (generation, monotonic time, quads, during a rebuild).
         self._counted: tuple[int, float, int, bool] | None = None
 
@@ -700,9 +702,12 @@ class RDFStore:
 
         Args:
             path: the store directory; made (and marked for a rebuild) if missing.
-            read_only: open a read-only snapshot, for processes other than the one
-                that projects (the writer holds RocksDB's lock). The snapshot is taken
-                now; :meth:`refresh` takes a newer one.
+            read_only: read the snapshots the writer publishes, for processes other
+                than the one that projects (the writer holds RocksDB's lock): the
+                newest one now; :meth:`refresh` takes up a newer one. The writer's own
+                directory is never opened (see :mod:`provml._rdf_snapshots`), so until
+                the writer publishes its first, the store answers nothing (see
+                :meth:`query`).
 
         Raises:
             StoreUnavailable: another process holds the store open for writing, or a
@@ -721,7 +726,10 @@ class RDFStore:
                     "(provml rdf rebuild)",
                     path=str(directory),
                 )
-            store = cls(_open_read_only(directory), directory, True)
+            from provml._rdf_snapshots import CopiedSnapshots
+
+            store = cls(None, directory, True)
+            store._copies = CopiedSnapshots(directory)
             store._adopt_published()
             return store
         fresh = not directory.exists()
@@ -739,35 +747,51 @@ class RDFStore:
             return False
 
     def refresh(self) -> None:
-        """Reopen a read-only store to see what the writer has projected since: the
-        newest snapshot the writer published, or, until it publishes one, its directory.
-        """
+        """Make a read-only store see what the writer has projected since: take up the
+        newest snapshot the writer published, if it is newer than ours."""
         if not self.read_only or self.path is None:
             return
-        if not self._adopt_published() and self._reading is None:
-            self._inner = _open_read_only(self.path)
-            self._generation += 1
+        self._adopt_published()
 
     def _adopt_published(self) -> bool:
         """Read the writer's newest published snapshot, through a private copy
         (:class:`provml._rdf_snapshots.CopiedSnapshots`); True if it is a new one."""
-        from provml._rdf_snapshots import CopiedSnapshots
-
         assert self.path is not None and self.read_only
-        with self._workers_lock:
+        with self._adopting:  # the refresher's thread and queries waiting for a first one
+            copies = self._copies
+            if copies is None:  # closed
+                return False
+            current = copies.update()
+            if current is None or current == self._reading:
+                return False
+            self._inner, self._reading = _open_read_only(current), current
+            self._generation += 1
+            return True
+
+    def _wait_for_published(self, wait: float) -> Any:
+        """A reader's copies, once it reads one: waits up to ``wait`` s for the writer's
+        first snapshot (its store was being rebuilt, or it had not yet seen this
+        reader), never reading the writer's own directory meanwhile.
+
+        Raises:
+            StoreUnavailable: nothing published within ``wait`` s, or the store closed.
+        """
+        deadline = time.monotonic() + wait
+        while self._reading is None and not self._adopt_published():
             if self._copies is None:
-                self._copies = CopiedSnapshots(self.path)
-        current = self._copies.update()
-        if current is None or current == self._reading:
-            return False
-        self._inner, self._reading = _open_read_only(current), current
-        self._generation += 1
-        return True
+                break
+            if time.monotonic() >= deadline:
+                raise StoreUnavailable(_nothing_published(f"after {wait:g} s"), path=str(self.path))
+            time.sleep(0.05)
+        copies = self._copies
+        if copies is None:
+            raise StoreUnavailable("the RDF store is closed")
+        return copies
 
     @property
     def reads_copy(self) -> bool:
-        """A reader that reads a copy of a snapshot the writer published (not the
-        writer's directory, as it does until the writer publishes one)."""
+        """A reader that reads a copy of a snapshot the writer published (False until
+        the writer has published one: it then reads nothing)."""
         return self._reading is not None
 
     def publish_for_readers(self, min_age: float) -> bool:
@@ -814,9 +838,15 @@ class RDFStore:
 
     @property
     def _store(self) -> Any:
-        if self._inner is None:
+        inner = self._inner
+        if inner is None and self.read_only and self._copies is not None:
+            self._adopt_published()  # nothing read yet: the writer may have published
+            inner = self._inner
+            if inner is None:
+                raise StoreUnavailable(_nothing_published("yet"), path=str(self.path))
+        if inner is None:
             raise StoreUnavailable("the RDF store is closed")
-        return self._inner
+        return inner
 
     # --------------------------------------------------------------- projection
     @property
@@ -1097,6 +1127,10 @@ class RDFStore:
                 SERVICE clause not allowed, a syntax error (with the parser's message),
                 or a query Oxigraph cannot evaluate (an unknown extension function).
             QueryTimeout: the query ran longer than ``timeout``.
+            StoreUnavailable: the store cannot answer. On a read-only store: the writer
+                has published no snapshot yet, within ``timeout`` (a read-only store
+                never reads the writer's own directory, see :mod:`provml._rdf_snapshots`),
+                or at once without a ``timeout``.
         """
         shape = inspect_query(sparql)
         if shape.is_update:
@@ -1122,12 +1156,12 @@ class RDFStore:
         elif not use_default_graph_as_union and not shape.has_dataset_clause:
             options["default_graph"] = []  # an empty default graph
         # Otherwise the default graph is the store's own: the merge of all bundles.
-        store = self._store
+        store = self._store if not self.read_only else None  # a reader's may come later
 
         query = (sparql, options, max_rows)
 
         def work() -> QueryResult:
-            return _evaluate(store, *query)
+            return _evaluate(self._store if store is None else store, *query)
 
         try:
             if timeout is None:
@@ -1135,19 +1169,15 @@ class RDFStore:
             if self.path is None or os.name == "nt":  # no select() on pipes on Windows
                 return _run_in_thread(work, timeout)
             pool = self._worker_pool()
-            if self.read_only:  # another process writes; the generation is ours
-                with self._copies.use() as copy:  # None: the writer published none yet
-                    return pool.run((str(copy or self.path), self._generation, *query), timeout)
-            snapshots = self._reader_snapshots()
             began = time.monotonic()  # a new store's first query may wait for its build
+            if self.read_only:  # another process writes; the generation is ours
+                copies = self._wait_for_published(timeout)
+                with copies.use() as copy:
+                    left = _time_left(timeout, began)
+                    return pool.run((str(copy), self._generation, *query), left)
+            snapshots = self._reader_snapshots()
             with snapshots.use(store, self._generation, self._lock, timeout) as directory:
-                left = timeout - (time.monotonic() - began)
-                if left <= 0:
-                    raise QueryTimeout(
-                        f"the RDF store was being built for the whole {timeout:g} s time limit",
-                        timeout=timeout,
-                    )
-                return pool.run((str(directory), 0, *query), left)
+                return pool.run((str(directory), 0, *query), _time_left(timeout, began))
         except SyntaxError as exc:
             raise QueryRejected(f"SPARQL syntax error: {exc}", reason="syntax") from None
         except RuntimeError as exc:
@@ -1179,7 +1209,7 @@ class RDFStore:
         from provml._sparql_worker import WorkerPool
 
         with self._workers_lock:
-            if self._inner is None:
+            if self._inner is None and self._copies is None:  # a reader has none at first
                 raise StoreUnavailable("the RDF store is closed")
             if self._workers is None:
                 self._workers = WorkerPool()
@@ -1294,6 +1324,25 @@ def _open_oxigraph(opener: Callable[[str], Any], directory: Path, attempts: int 
                 ) from exc
             time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _time_left(timeout: float, began: float) -> float:
+    """What is left of a query's ``timeout`` after waiting for a snapshot since ``began``."""
+    left = timeout - (time.monotonic() - began)
+    if left <= 0:
+        raise QueryTimeout(
+            f"the RDF store was being built for the whole {timeout:g} s time limit",
+            timeout=timeout,
+        )
+    return left
+
+
+def _nothing_published(when: str) -> str:
+    """The message of a reader that has no snapshot of the writer's to read."""
+    return (
+        "the RDF store is being built: the process that owns it has published no snapshot "
+        f"to query {when}; try again shortly"
+    )
 
 
 def _open_read_only(path: str | os.PathLike[str]) -> Any:

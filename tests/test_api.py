@@ -260,18 +260,37 @@ def test_the_projector_thread_runs_below_the_request_handlers(tmp_path):
 
 
 def test_readiness_does_not_walk_an_rdf_store_another_process_writes(tmp_path):
-    # Until the owner publishes a snapshot, another process reads the owner's live
-    # directory, where a compaction can delete a file under a walk and pyoxigraph spins:
-    # a benchmark's /readyz poll hung past 30 s on a reader while the owner projected.
+    # A process that does not own the RDF store reads only the snapshots the owner
+    # publishes: the owner's live directory can lose a file to a compaction under a walk,
+    # and pyoxigraph then spins (a benchmark's /readyz poll hung past 30 s so). Until the
+    # first snapshot it has nothing to count, and SPARQL says the store is being built.
     from provml.rdf import RDFStore
 
     rdf_path = tmp_path / "oxigraph"
-    # The owner, in this process, publishes nothing; the service opens the store read-only.
-    with RDFStore.open(str(rdf_path)), serving(tmp_path, rdf_path=str(rdf_path)) as client:
+    # The owner, in this process, publishes when told to; the service opens it read-only.
+    with (
+        RDFStore.open(str(rdf_path)) as owner,
+        serving(
+            tmp_path, rdf_path=str(rdf_path), project_interval=0.1, sparql_timeout=0.5
+        ) as client,
+    ):
         assert not client.app.state.services.owns_rdf
         ready = client.get("/readyz").json()
-        assert ready["status"] == "ready"
-        assert ready["rdf"]["reads"] == "live directory" and ready["rdf"]["quads"] is None
+        assert ready["status"] == "ready"  # REST reads SQL
+        assert ready["rdf"]["reads"] == "nothing yet" and ready["rdf"]["quads"] is None
+        refused = client.get("/sparql", params={"query": "ASK { }"})
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == "store_unavailable"
+        assert "being built" in refused.json()["message"]
+        owner.rebuild(client.app.state.services.sql)
+        assert owner.publish_for_readers(0)
+        deadline = time.monotonic() + 10
+        while ready["rdf"]["reads"] != "published snapshot" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            ready = client.get("/readyz").json()
+        assert ready["rdf"]["reads"] == "published snapshot" and ready["rdf"]["quads"] == 0
+        answer = client.get("/sparql", params={"query": "ASK { ?s ?p ?o }"})
+        assert answer.json()["boolean"] is False  # the owner's store, empty
     with serving(tmp_path, rdf_path=str(rdf_path)) as client:  # now it owns the store
         assert client.get("/readyz").json()["rdf"]["quads"] == 0
 

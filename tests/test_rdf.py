@@ -20,7 +20,7 @@ import textwrap
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -1130,10 +1130,50 @@ WRITER = textwrap.dedent(
     from provml.rdf import RDFStore
     store = RDFStore.open(sys.argv[1])
     print("ready", flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:  # each line asks for a snapshot for the readers
+        print(store.publish_for_readers(0), flush=True)
     store.close()
     """
 )
+
+
+@contextlib.contextmanager
+def writer_process(path: Path) -> Iterator[tuple[int, Callable[[], bool]]]:
+    """Another process holding the store at ``path`` for writing; yields its pid and a
+    function that makes it publish a snapshot for the readers (True if it took one)."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdin is not None and writer.stdout is not None
+    stdin, stdout = writer.stdin, writer.stdout
+
+    def publish() -> bool:
+        stdin.write("publish\n")
+        stdin.flush()
+        return stdout.readline().strip() == "True"
+
+    try:
+        assert stdout.readline().strip() == "ready"
+        yield writer.pid, publish
+    finally:
+        writer.communicate("", timeout=30)
+    assert writer.returncode == 0
+
+
+def files_open_in(directory: Path, but_not: int) -> list[str]:
+    """The files inside ``directory`` that this process or its children but ``but_not``
+    hold open."""
+    found = []
+    for pid in {os.getpid(), *live_children()} - {but_not}:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            with contextlib.suppress(OSError):  # closed meanwhile
+                target = os.readlink(fd)
+                if target.startswith(f"{directory}{os.sep}"):
+                    found.append(target)
+    return found
 
 
 def test_a_second_process_opens_the_store_read_only_while_the_writer_holds_it(
@@ -1144,24 +1184,44 @@ def test_a_second_process_opens_the_store_read_only_while_the_writer_holds_it(
     with RDFStore.open(path) as rdf:
         rdf.project(sqlite_store)
         expected = rdf.checksum()
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert writer.stdout.readline().strip() == "ready"
+    with writer_process(path) as (_, publish):
         with pytest.raises(StoreUnavailable, match=r"another process.*read-only"):
             RDFStore.open(path)
         with RDFStore.open(path, read_only=True) as reader:
+            assert publish()
+            reader.refresh()
             assert reader.checksum() == expected
             assert reader.query(SELECT_MODELS, timeout=5.0).rows == [(Ref(MODEL_V1), 1)]
             with pytest.raises(StoreUnavailable, match="read-only"):
                 reader.project(sqlite_store)
-    finally:
-        writer.communicate("", timeout=30)
-    assert writer.returncode == 0
+
+
+def test_a_reader_never_opens_the_writers_directory_and_waits_for_its_first_snapshot(
+    sqlite_store, tmp_path
+):
+    # Until the writer published a snapshot, another process read the writer's live
+    # directory, where a compaction can delete a table file under a query: pyoxigraph
+    # then spins until the worker is killed (provml._rdf_snapshots).
+    path = tmp_path / "oxigraph"
+    sqlite_store.ingest([curation_bundle(), training_bundle()])
+    with RDFStore.open(path) as rdf:
+        rdf.project(sqlite_store)
+    with writer_process(path) as (writer, publish), RDFStore.open(path, read_only=True) as reader:
+        with pytest.raises(StoreUnavailable, match=r"being built.*no snapshot.*after 0\.5 s"):
+            reader.query(SELECT_MODELS, timeout=0.5)  # its limit passes with none published
+        with pytest.raises(StoreUnavailable, match="being built"):
+            reader.count()
+        assert not reader.reads_copy and files_open_in(path, but_not=writer) == []
+        published: list[bool] = []
+        later = threading.Timer(0.3, lambda: published.append(publish()))
+        later.start()
+        try:
+            # The query waits for the snapshot within its time limit.
+            assert reader.query(SELECT_MODELS, timeout=10).rows == [(Ref(MODEL_V1), 1)]
+        finally:
+            later.join(10)
+        assert published == [True] and reader.reads_copy
+        assert files_open_in(path, but_not=writer) == []  # not here nor in a query worker
 
 
 def test_a_read_only_store_sees_later_projections_after_refresh(sqlite_store, tmp_path):
@@ -1170,9 +1230,11 @@ def test_a_read_only_store_sees_later_projections_after_refresh(sqlite_store, tm
     with RDFStore.open(path) as writer:
         writer.project(sqlite_store)
         reader = RDFStore.open(path, read_only=True)
+        assert writer.publish_for_readers(0)
         assert reader.graphs() == [CURATION]
         sqlite_store.ingest([training_bundle()])
         writer.project(sqlite_store)
+        assert writer.publish_for_readers(0)
         assert reader.graphs() == [CURATION]  # a snapshot
         reader.refresh()
         assert reader.graphs() == sorted([CURATION, TRAINING])
