@@ -796,8 +796,14 @@ class RDFStore:
 
     def publish_for_readers(self, min_age: float) -> bool:
         """Checkpoint for the processes that read this store, if any (the owner's
-        projector calls this every interval); True if one was taken."""
-        if self.read_only or self.path is None:
+        projector calls this every interval); True if one was taken.
+
+        A store that :attr:`needs_rebuild` is not published: its readers would answer
+        from a partial projection, or from nothing, as if it were the whole store.
+        They say the store is being built instead, as the owner's own queries do
+        before its first snapshot.
+        """
+        if self.read_only or self.path is None or self.needs_rebuild:
             return False
         # The generation moves only in the projector's thread, which calls this.
         snapshots = self._reader_snapshots()

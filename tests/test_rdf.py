@@ -1224,6 +1224,22 @@ def test_a_reader_never_opens_the_writers_directory_and_waits_for_its_first_snap
         assert files_open_in(path, but_not=writer) == []  # not here nor in a query worker
 
 
+def test_a_store_being_rebuilt_is_not_published_for_readers(sqlite_store, tmp_path):
+    # Its readers would answer from a partial projection, or from nothing, as if it were
+    # the whole store; they say it is being built instead, as the owner's queries do.
+    path = tmp_path / "oxigraph"
+    sqlite_store.ingest([curation_bundle()])
+    with RDFStore.open(path) as writer, RDFStore.open(path, read_only=True) as reader:
+        assert writer.needs_rebuild  # a new store
+        assert not writer.publish_for_readers(0)
+        with pytest.raises(StoreUnavailable, match="being built"):
+            reader.query("ASK { }", timeout=0.2)
+        writer.project(sqlite_store)  # rebuilds it
+        assert writer.publish_for_readers(0)
+        reader.refresh()
+        assert reader.graphs() == [CURATION]
+
+
 def test_a_read_only_store_sees_later_projections_after_refresh(sqlite_store, tmp_path):
     path = tmp_path / "oxigraph"
     sqlite_store.ingest([curation_bundle()])
