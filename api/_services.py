@@ -9,13 +9,17 @@ other processes appended; on an embedded store it first takes in the batches tra
 jobs left in the store's inbox (:mod:`provml.inbox`). Ingest responses
 never wait for it. Further worker processes find the directory locked, open it
 read-only and, on the same interval, take up the newest snapshot the owner published
-for them (the owner's projector publishes one while such readers exist).
+for them; they never read the owner's directory, and answer SPARQL with 503 until the
+first one (:mod:`provml._rdf_snapshots`). While such readers exist, the owner's
+projector publishes as it starts, then at most once an interval as the projection
+moves, in mid-catch-up too.
 
 Imports: provml core and stores; never FastAPI or provml.capture.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -118,7 +122,9 @@ class Projector:
                 taken = drain_inbox(self._sql, self._inbox)
                 if taken:
                     self._metrics.inc("provml_inbox_records_total", taken)
-            while n := self._rdf.project(self._sql):
+            # Snapshots for the readers in mid-pass too: a long catch-up (minutes after a
+            # bulk ingest) would otherwise leave them on the one before it.
+            while n := self._rdf.project(self._sql, publish_every=self._interval):
                 total += n
         if total:
             self._metrics.inc("provml_rdf_projected_bundles_total", total)
@@ -130,6 +136,10 @@ class Projector:
 
     def _loop(self) -> None:
         lower_priority(self._nice)
+        # The store as it opened, for readers already there: they have nothing to read
+        # until a first snapshot, and the first catch-up may take minutes.
+        with contextlib.suppress(ProvmlError):  # a store closed already: the loop says so
+            self._publish()
         while not self._stop.is_set():
             self._wake.clear()
             try:

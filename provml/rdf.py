@@ -796,7 +796,7 @@ class RDFStore:
 
     def publish_for_readers(self, min_age: float) -> bool:
         """Checkpoint for the processes that read this store, if any (the owner's
-        projector calls this every interval); True if one was taken.
+        projector calls this every interval, and as it starts); True if one was taken.
 
         A store that :attr:`needs_rebuild` is not published: its readers would answer
         from a partial projection, or from nothing, as if it were the whole store.
@@ -881,7 +881,13 @@ class RDFStore:
                 path=str(self.path),
             )
 
-    def project(self, record_store: ProjectionSource, *, limit: int = 1000) -> int:
+    def project(
+        self,
+        record_store: ProjectionSource,
+        *,
+        limit: int = 1000,
+        publish_every: float | None = None,
+    ) -> int:
         """Catch up with the SQL outbox: project what up to ``limit`` rows changed.
 
         An ingest only ever adds to a bundle (new records, element descriptions merged
@@ -896,6 +902,16 @@ class RDFStore:
 
         Readers never see a bundle vanish while it is replaced: the new quads go in
         first (one transaction), then the quads no longer true come out.
+
+        Args:
+            record_store: the SQL store.
+            limit: the most outbox rows to take in this call.
+            publish_every: publish a snapshot for the processes reading this store
+                between two bundles once this many seconds have passed since the newest
+                one (see :meth:`publish_for_readers`); None publishes nothing. The
+                service's projector passes its interval: a catch-up after a bulk ingest
+                of 1M records ran 85-110 s, and the readers saw none of it until it
+                ended. Not during a rebuild, which is one bulk load.
 
         Returns:
             The number of bundles projected (0 when the RDF side is caught up).
@@ -931,9 +947,9 @@ class RDFStore:
                 written = self._project_bundle(bundle_id, bundle, changes[bundle_id])
                 writes += written
                 self._flush_if_due(written)
-                self._offer_snapshot()
+                self._offer_snapshot(publish_every)
             self._generation += 1
-            self._offer_snapshot()
+            self._offer_snapshot(publish_every)
         record_store.outbox_done([row.seq for row in rows])
         _log.debug(
             "projected %d bundle(s) into the RDF store (%d quads written)", len(changes), writes
@@ -981,10 +997,19 @@ class RDFStore:
             self.unprojectable.add(bundle.id)
             return None
 
-    def _offer_snapshot(self) -> None:
-        """Checkpoint for the queries waiting on this projection, if any (lock held)."""
+    def _offer_snapshot(self, publish_every: float | None) -> None:
+        """Checkpoint for the queries waiting on this projection, if any, and for the
+        readers once ``publish_every`` s have passed (lock held; see :meth:`project`)."""
         if self._snapshots is not None:
             self._snapshots.serve_request(self._store, self._generation)
+        if publish_every is None or self.path is None:
+            return
+        try:
+            self._reader_snapshots().publish_between_bundles(
+                self._store, self._generation, publish_every
+            )
+        except OSError as exc:  # a full disk, say: the projection goes on
+            _log.warning("provml: cannot publish an RDF snapshot for the readers: %s", exc)
 
     def _flush_if_due(self, writes: int) -> None:
         """Flush RocksDB's memtables once ``_FLUSH_AFTER_WRITES`` quads were written.

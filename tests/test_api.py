@@ -295,6 +295,111 @@ def test_readiness_does_not_walk_an_rdf_store_another_process_writes(tmp_path):
         assert client.get("/readyz").json()["rdf"]["quads"] == 0
 
 
+def reads_a_copy_soon(reader: Any, seconds: float = 10) -> bool:
+    """Whether a read-only RDF store takes up a snapshot the owner published in time."""
+    deadline = time.monotonic() + seconds
+    while not reader.reads_copy and time.monotonic() < deadline:
+        reader.refresh()
+        time.sleep(0.05)
+    return reader.reads_copy
+
+
+def test_the_owner_publishes_its_store_for_readers_as_it_starts_before_catching_up(
+    tmp_path, monkeypatch
+):
+    # The owner published only once a catch-up was done: a reader had nothing to read
+    # (or read the owner's live directory) for as long as the first one took, minutes
+    # after a restart behind a bulk ingest.
+    import provml.rdf
+    from provml.rdf import RDFStore
+
+    with serving(tmp_path) as service:
+        stored = service.post("/api/v1/records", content=batch(the_story()), headers=GZIP_JSON)
+        assert stored.status_code == 200, stored.text
+        caught_up(service)
+        location = service.app.state.services.location
+    records = SQLStore(location.sql_url)
+    records.ingest(
+        [
+            Bundle(EX + f"bundle/later/{i}", (element("entity", EX + f"later/{i}"),))
+            for i in range(2)
+        ]
+    )  # left for the next owner to project
+    records.close()
+    real, release = provml.rdf.RDFStore._project_bundle, threading.Event()
+
+    def held(self, *args):  # the catch-up stays at its first bundle until released
+        release.wait(30)
+        return real(self, *args)
+
+    monkeypatch.setattr(provml.rdf.RDFStore, "_project_bundle", held)
+    reader = RDFStore.open(location.rdf_path, read_only=True)  # a reader before the owner
+    try:
+        with serving(tmp_path) as service:
+            assert reads_a_copy_soon(reader)  # while the catch-up is held
+            assert set(reader.graphs()) == {b.id for b in the_story()}
+            assert service.app.state.services.sql.outbox_backlog() == 2
+            release.set()
+            caught_up(service)
+    finally:
+        release.set()
+        reader.close()
+
+
+def test_the_owner_publishes_for_readers_once_an_interval_during_a_long_catch_up(
+    tmp_path, monkeypatch
+):
+    # The owner published only once the outbox was empty: after a bulk ingest of 1M
+    # records the readers served the snapshot from before it for the 85-110 s the
+    # projection took.
+    import provml.rdf
+    from provml.rdf import RDFStore
+
+    interval = 0.2
+    with serving(tmp_path, project_interval=interval) as service:
+        services = service.app.state.services
+        published = Path(services.location.rdf_path + ".snapshots") / "PUBLISHED"
+
+        def serial() -> int:  # how many snapshots the owner has taken
+            return int(published.read_text().rsplit("-", 1)[1])
+
+        reader = RDFStore.open(services.location.rdf_path, read_only=True)
+        try:
+            assert reads_a_copy_soon(reader)  # the owner's empty store
+            real = provml.rdf.RDFStore._project_bundle
+
+            def slow(self, *args):  # one pass of 30 bundles, 3 s: 15 intervals
+                time.sleep(0.1)
+                return real(self, *args)
+
+            monkeypatch.setattr(provml.rdf.RDFStore, "_project_bundle", slow)
+            bundles = [
+                Bundle(EX + f"bundle/slow/{i}", (element("entity", EX + f"slow/{i}"),))
+                for i in range(30)
+            ]
+            first = serial()
+            began = time.monotonic()
+            stored = service.post("/api/v1/records", content=batch(bundles), headers=GZIP_JSON)
+            assert stored.status_code == 200, stored.text
+            seen: set[int] = set()  # bundles in the snapshots read while the pass ran
+            while services.sql.outbox_backlog() and time.monotonic() - began < 30:
+                reader.refresh()
+                seen.add(len(reader.graphs()))
+                time.sleep(0.05)
+            took = time.monotonic() - began
+            taken = serial() - first
+            caught_up(service)
+            deadline = time.monotonic() + 10  # the last snapshot comes an interval later
+            while len(reader.graphs()) < 30 and time.monotonic() < deadline:
+                reader.refresh()
+                time.sleep(0.05)
+            assert len(reader.graphs()) == 30
+        finally:
+            reader.close()
+    assert len(seen - {0, 30}) >= 3, seen  # progress, published in mid-pass
+    assert taken <= took / interval + 2  # at most once an interval
+
+
 def test_a_service_starts_a_sparql_worker_before_its_first_query(tmp_path):
     with serving(tmp_path) as client:
         rdf = client.app.state.services.rdf
