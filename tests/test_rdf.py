@@ -1490,3 +1490,31 @@ def test_results_are_written_as_the_w3c_result_format_tests_expect(suite):
             wrong.append(f"{expected.name}:\n{written}")
     assert tests
     assert wrong == []
+
+
+def test_mid_pass_checkpoints_take_a_small_share_of_a_long_catch_up(tmp_path):
+    # Between two bundles of a long catch-up the owner publishes for its readers once
+    # an interval; a checkpoint stops the projection while it is taken (0.13-0.2 s at
+    # 1M quads), so with a short interval they would take most of the pass. The next
+    # one waits 20 times as long as the last took, whatever the interval asked.
+    from pyoxigraph import NamedNode, Quad, Store
+
+    from provml._rdf_snapshots import ReadSnapshots
+
+    store = Store(str(tmp_path / "oxigraph"))
+    store.extend(
+        Quad(NamedNode(f"{B}s{i}"), NamedNode(f"{B}p"), NamedNode(f"{B}o{i}"), NamedNode(f"{B}g"))
+        for i in range(20_000)
+    )
+    snapshots = ReadSnapshots(tmp_path / "oxigraph")
+    (tmp_path / f"oxigraph.snapshots-{os.getpid()}").mkdir()  # a live reader
+    began, in_checkpoints, taken = time.monotonic(), 0.0, 0
+    while time.monotonic() - began < 1.5:
+        store.add(Quad(NamedNode(f"{B}x{taken}"), NamedNode(f"{B}p"), NamedNode(f"{B}y")))
+        started = time.monotonic()
+        if snapshots.publish_between_bundles(store, 1, min_age=0.0):  # "every bundle"
+            in_checkpoints += time.monotonic() - started
+            taken += 1
+    assert taken >= 1  # the readers got one right away
+    assert in_checkpoints <= 0.2 * (time.monotonic() - began), (taken, in_checkpoints)
+    snapshots.close()
