@@ -702,3 +702,25 @@ def test_stored_digests_stay_those_earlier_versions_wrote(store):
         "wasDerivedFrom": "967e57cf239d0aa78844da71758b417d",
     }
     assert store.ingest([bundle]).unchanged == 5
+
+
+@pytest.mark.postgres
+def test_sequential_reads_reuse_the_connection_used_last(postgres_url):
+    # After a burst opened several connections, one request at a time keeps landing on
+    # the same one (its prepared statements and caches warm), not on each in turn.
+    store = SQLStore(postgres_url)
+    store.upgrade()
+    try:
+        with store.read() as first, store.read() as second:  # the pool now holds two
+            pids = {
+                first.exec_driver_sql("SELECT pg_backend_pid()").scalar(),
+                second.exec_driver_sql("SELECT pg_backend_pid()").scalar(),
+            }
+        assert len(pids) == 2
+        seen = []
+        for _ in range(6):
+            with store.read() as conn:
+                seen.append(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+        assert len(set(seen)) == 1, seen
+    finally:
+        store.close()
