@@ -232,46 +232,39 @@ def cpu_seconds(server_pid: int) -> dict[str, float]:
     """CPU seconds used so far, by part: the server's request handling, its niced RDF
     projector threads, PostgreSQL's processes, and this benchmark's own process.
 
-    Read from ``/proc`` (user + system time of every thread). The server is its
-    supervisor and the supervisor's children; a thread running at a raised nice value is
-    a projector (``PROVML_PROJECT_NICE``). Every ``postgres`` process counts, so nothing
-    else may use the server during the measurement.
+    Read from ``/proc``: user + system time of each process (its exited threads
+    included), and of each thread of the server's processes, where one running at a
+    raised nice value is a projector (``PROVML_PROJECT_NICE``). The server is its
+    supervisor and the supervisor's children. Every ``postgres`` process counts, so
+    nothing else may use the server during the measurement.
     """
     parts = dict.fromkeys(CPU_PARTS, 0.0)
-    server = {server_pid}
-    stats: list[tuple[int, int, str, Path]] = []
+
+    def times(stat_file: Path) -> tuple[str, list[str]]:
+        stat = stat_file.read_text()
+        return stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+
+    processes = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            name = stat[stat.index("(") + 1 : stat.rindex(")")]
-            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        except (OSError, ValueError):
-            continue  # gone meanwhile
-        stats.append((int(entry.name), ppid, name, entry))
-    server |= {pid for pid, ppid, _, _ in stats if ppid == server_pid}
-    for pid, _, name, entry in stats:
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError):  # gone meanwhile
+                processes.append((int(entry.name), entry, *times(entry / "stat")))
+    server = {server_pid} | {pid for pid, _, _, fields in processes if int(fields[1]) == server_pid}
+    for pid, entry, name, fields in processes:
+        seconds = (int(fields[11]) + int(fields[12])) / _TICK
         if pid in server:
-            part = "server"
+            niced = 0.0
+            for task in (entry / "task").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    _, task_fields = times(task / "stat")
+                    if int(task_fields[16]) > 0:
+                        niced += (int(task_fields[11]) + int(task_fields[12])) / _TICK
+            parts["projector"] += niced
+            parts["server"] += seconds - niced
         elif name.startswith("postgres"):
-            part = "postgres"
+            parts["postgres"] += seconds
         elif pid == os.getpid():
-            part = "clients"
-        else:
-            continue
-        try:
-            tasks = list((entry / "task").iterdir())
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            seconds = (int(fields[11]) + int(fields[12])) / _TICK
-            niced = part == "server" and int(fields[16]) > 0
-            parts["projector" if niced else part] += seconds
+            parts["clients"] += seconds
     return parts
 
 
@@ -582,6 +575,20 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def reference_loop() -> str:
+    """CPU seconds of a fixed pure-Python loop, best of three: how fast this machine's
+    cores run right now. On this shared virtual machine such a loop has run 1.7 times
+    slower minutes apart (0.70 against 1.18 s), and every absolute latency moves with
+    it; the ratios, measured side by side, do not."""
+    best = float("inf")
+    for _ in range(3):
+        started, total = time.process_time(), 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.process_time() - started)
+    return f"{best:.2f} s CPU for 10M additions"
+
+
 def p50_p99(samples: list[float]) -> str:
     return "{:.1f} / {:.1f} ms".format(*percentiles(samples))
 
@@ -636,6 +643,7 @@ def main() -> None:
 
     try:
         # ------------------------------------------------------------ ingest
+        note("machine speed before the ingest (reference loop)", reference_loop())
         sample = max(1, min(len(payloads), 50_000 // 1000))
         stages = in_process(
             scratch_url, [b for batch in grouped[:sample] for b in batch], payloads[:sample]
@@ -741,6 +749,7 @@ def main() -> None:
                 conn.execute("VACUUM ANALYZE")
 
         # ------------------------------------------------------------ lineage
+        note("machine speed before the lineage timings (reference loop)", reference_loop())
         versions = sorted(
             {
                 r.id
