@@ -46,10 +46,8 @@ def readyz(services: ServicesDep) -> JSONResponse:
         sql.update(status=exc.code, message=exc.message)
     try:
         # Ready while the RDF store is rebuilt or not yet published: REST reads SQL.
-        # A reader with no snapshot yet has nothing to count (it never walks the owner's
-        # live directory: a compaction can delete a file under the walk, and pyoxigraph
-        # then spins on the error, see provml._rdf_snapshots; a 1M-record benchmark's
-        # /readyz poll hung past 30 s so while the owner projected).
+        # A reader with no snapshot yet has nothing to count: it never opens the owner's
+        # live directory (see provml._rdf_snapshots).
         walkable = services.owns_rdf or services.rdf.reads_copy
         rdf.update(
             status="ok",
