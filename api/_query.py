@@ -243,11 +243,17 @@ def walk(
     depth: int | None,
     stop_at: list[str] | None,
     max_nodes: int,
+    max_bundles: int | None = None,
 ) -> LineageGraph:
     """The lineage walk an HTTP request names (``up``, ``down`` or ``impact``)."""
     functions = {"up": lineage.upstream, "down": lineage.downstream, "impact": lineage.impact}
     return functions[direction](
-        store, node_id, depth=depth, stop_at=tuple(stop_at or ()), max_nodes=max_nodes
+        store,
+        node_id,
+        depth=depth,
+        stop_at=tuple(stop_at or ()),
+        max_nodes=max_nodes,
+        max_bundles=max_bundles,
     )
 
 
@@ -282,7 +288,7 @@ def get_lineage(
     max_bundles: MaxBundles = DEFAULT_MAX_BUNDLES,
 ) -> JSONResponse:
     started = time.perf_counter()
-    graph = walk(store, id, direction, depth, stop_at, max_nodes)
+    graph = walk(store, id, direction, depth, stop_at, max_nodes, max_bundles)
     cutoff = point_in_time(store, as_of) if as_of is not None else None
     if cutoff is not None:
         graph = restrict_to(graph, cutoff)
@@ -295,11 +301,9 @@ def get_lineage(
         # The impact of a raw file shared by many workflows can be most of the store.
         del view["nodes"], view["edges"]
     else:
+        # The walk read only the first max_bundles bundles of each node.
         for node in view["nodes"]:
-            bundles = node["bundles"]
-            node["bundle_count"] = len(bundles)
-            if len(bundles) > max_bundles:  # Node.bundles is in code-point order
-                node["bundles"] = bundles[:max_bundles]
+            node["bundle_count"] = graph.nodes[node["id"]].described_in
     if cutoff is not None:
         view["as_of"] = cutoff.isoformat()
     if direction == "impact":

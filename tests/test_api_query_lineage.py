@@ -3,7 +3,9 @@
 A shared element (a model, a raw file) is described in every workflow that touches it,
 so an answer that listed every bundle of every node grew with the store: each node
 lists the first ``max_bundles`` (default 10) in code-point order and ``bundle_count``;
-``GET /api/v1/node`` and the Python API still give every bundle.
+``GET /api/v1/node`` and the Python API still give every bundle unless asked for fewer.
+The database cuts the lists (so it sends ten ids, not thousands): every test runs on
+both backends.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import _fresh_postgres_database
 from fastapi.testclient import TestClient
 
 from provml import lineage
 from provml.api import Settings, create_app
 from provml.api._query import DEFAULT_MAX_BUNDLES
+from provml.errors import QueryRejected
 from provml.records import Bundle, Element, Ref, Relation
-from provml.vocab import PROV_TYPE, ml
+from provml.store.sql import SQLStore
+from provml.vocab import PROV_LABEL, PROV_TYPE, ml
 
 EX = "https://provml.local/test/"
 MODEL = EX + "model/unet"
@@ -43,13 +48,24 @@ def _training(index: int) -> Bundle:
     return Bundle(BUNDLES[index], tuple(records))
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    directory: Path = tmp_path_factory.mktemp("lineage-bundles")
-    app = create_app(Settings(store=str(directory / "store")))
+def _serve(store: str, rdf: Path) -> Iterator[TestClient]:
+    app = create_app(Settings(store=store, rdf_path=str(rdf)))
     with TestClient(app) as client:
         client.app.state.services.sql.ingest([_training(i) for i in range(len(NAMES))])
         yield client
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def client(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    directory: Path = tmp_path_factory.mktemp("lineage-bundles")
+    if request.param == "sqlite":
+        yield from _serve(str(directory / "store"), directory / "rdf")
+        return
+    for url in _fresh_postgres_database("provml_test_bundles_"):
+        SQLStore(url).upgrade()
+        yield from _serve(url, directory / "rdf")
 
 
 def _lineage(client: TestClient, root: str, **params: object) -> dict:
@@ -97,10 +113,41 @@ def test_impact_and_downstream_answers_are_bounded_too_and_summaries_unchanged(c
     assert "nodes" not in summary and summary["node_count"] == len(impact["nodes"])
 
 
-def test_the_python_api_keeps_every_bundle(client):
+def test_the_python_api_keeps_every_bundle_unless_asked_for_fewer(client):
     store = client.app.state.services.sql
     graph = lineage.upstream(store, VERSIONS[-1])
-    assert graph.nodes[MODEL].bundles == tuple(sorted(BUNDLES))
+    model = graph.nodes[MODEL]
+    assert model.bundles == tuple(sorted(BUNDLES))
+    assert model.bundle_count is None and model.described_in == len(BUNDLES)
+    cut = lineage.upstream(store, VERSIONS[-1], max_bundles=2).nodes
+    assert cut[MODEL].bundles == tuple(sorted(BUNDLES)[:2])
+    assert cut[MODEL].bundle_count == cut[MODEL].described_in == len(BUNDLES)
+    # A node with no more bundles than asked for lists them all, as without the bound.
+    assert cut[VERSIONS[-1]] == graph.nodes[VERSIONS[-1]]
+    assert store.nodes([MODEL], max_bundles=0)[MODEL].bundles == ()
+    assert store.nodes([MODEL], max_bundles=0)[MODEL].described_in == len(BUNDLES)
+    with pytest.raises(QueryRejected, match="max_bundles"):
+        lineage.downstream(store, MODEL, max_bundles=-1)
+
+
+def test_a_node_whose_descriptions_differ_counts_the_bundles_of_each(client):
+    """Two contents of one element are two rows of the query: the counts add up."""
+    store = client.app.state.services.sql
+    raw = EX + "raw/cube.segy"
+    named = [EX + f"bundle/curation-{n}" for n in "abcde"]
+    store.ingest(
+        [
+            Bundle(bundle, (Element("entity", raw, ((PROV_LABEL, "cube " + bundle[-1]),)),))
+            for bundle in named[:2]
+        ]
+        + [Bundle(bundle, (Element("entity", raw),)) for bundle in named[2:]]
+    )
+    node = store.nodes([raw], max_bundles=3)[raw]
+    assert node.described_in == 5 and node.bundles == tuple(named[:3])
+    whole = store.nodes([raw])[raw]
+    assert whole.bundles == tuple(named) and whole.bundle_count is None
+    # The descriptions merge the same whether the lists were cut or not.
+    assert node.attributes == whole.attributes and node.label == whole.label == "cube a"
 
 
 def test_the_openapi_document_describes_the_bound_and_the_count(client):

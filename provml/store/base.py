@@ -64,7 +64,15 @@ class Node:
     attributes: Attributes = ()
     start_time: datetime | None = None
     end_time: datetime | None = None
+    #: The bundles describing it, in code-point order; only the first ``max_bundles``
+    #: when a read asked for fewer (then ``bundle_count`` says how many there are).
     bundles: tuple[str, ...] = ()
+    bundle_count: int | None = None  # None: ``bundles`` lists them all
+
+    @property
+    def described_in(self) -> int:
+        """How many bundles describe it, whether ``bundles`` lists them all or not."""
+        return len(self.bundles) if self.bundle_count is None else self.bundle_count
 
 
 @dataclass(frozen=True, slots=True)

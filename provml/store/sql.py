@@ -526,8 +526,8 @@ def merge_descriptions(elements: Iterable[Element]) -> Element | None:
     return merged
 
 
-def _node(elements: list[Element], bundle_ids: list[str]) -> Node:
-    element = merge_descriptions(elements)
+def _node(elements: list[Element], bundle_ids: list[str], bundle_count: int | None) -> Node:
+    element = elements[0] if len(elements) == 1 else merge_descriptions(elements)
     assert element is not None  # callers pass at least one description
     return Node(
         id=element.id,
@@ -538,25 +538,43 @@ def _node(elements: list[Element], bundle_ids: list[str]) -> Node:
         start_time=element.start_time,
         end_time=element.end_time,
         bundles=tuple(bundle_ids),
+        bundle_count=bundle_count,
     )
 
 
 # The descriptions of a set of elements, one row per distinct content: the full row of
 # the first bundle (by code point: the key columns compare bytes on both backends)
-# holding it, plus every bundle holding it.
+# holding it, how many bundles hold it and the first :max_bundles of them (all if
+# NULL). A raw file or a model shared by a thousand workflows is described in a thousand
+# bundles, and a lineage answer lists ten: sending every id made up a sixth of a
+# lineage query's time at 1M records. Attributes come as JSON text, decoded by
+# load_stored_json (quicker than psycopg's JSONB loader, and most are empty).
 _DESCRIBE_POSTGRESQL = """
-SELECT d.bundle_ids, n.* FROM (
-    SELECT iri, digest, array_agg(bundle_id) AS bundle_ids, min(bundle_id) AS first
+SELECT d.bundle_ids, d.bundle_count, n.bundle_id, n.iri, n.kind,
+       CAST(n.attributes AS text) AS attributes, n.start_time, n.end_time
+FROM (
+    SELECT iri, digest, min(bundle_id) AS first, count(*) AS bundle_count,
+           (array_agg(bundle_id ORDER BY bundle_id))[
+               1 : COALESCE(CAST(:max_bundles AS integer), 2147483647)
+           ] AS bundle_ids
     FROM nodes WHERE iri = ANY(CAST(:iris AS text[])) GROUP BY iri, digest
 ) AS d JOIN nodes AS n ON n.bundle_id = d.first AND n.iri = d.iri
 """
-# JSON1 is built into SQLite.
+# JSON1 is built into SQLite; in process, every id costs little: cut in Python.
 _DESCRIBE_SQLITE = """
-SELECT d.bundle_ids, n.* FROM (
-    SELECT iri, digest, json_group_array(bundle_id) AS bundle_ids, min(bundle_id) AS first
+SELECT d.bundle_ids, d.bundle_count, n.bundle_id, n.iri, n.kind, n.attributes,
+       n.start_time, n.end_time
+FROM (
+    SELECT iri, digest, json_group_array(bundle_id) AS bundle_ids, count(*) AS bundle_count,
+           min(bundle_id) AS first
     FROM nodes WHERE iri IN :iris GROUP BY iri, digest
 ) AS d JOIN nodes AS n ON n.bundle_id = d.first AND n.iri = d.iri
 """
+
+
+def load_stored_json(text: str) -> Any:
+    """A JSON column read as text (``CAST(… AS text)``): most are empty lists."""
+    return [] if text == "[]" else json.loads(text)
 
 
 # ----------------------------------------------------------------------- the engine
@@ -1275,7 +1293,11 @@ class SQLStore:
             yield from (found[bundle_id] for bundle_id in group if bundle_id in found)
 
     def nodes(
-        self, iris: Iterable[str], *, connection: Connection | None = None
+        self,
+        iris: Iterable[str],
+        *,
+        connection: Connection | None = None,
+        max_bundles: int | None = None,
     ) -> dict[str, Node]:
         """The described elements among ``iris``, descriptions merged, in bundle-id order.
 
@@ -1284,16 +1306,19 @@ class SQLStore:
             connection: an open :meth:`read` transaction to read in (the same snapshot
                 as the caller's other reads, and no second transaction); else one of
                 its own.
+            max_bundles: list only the first this many bundles of each node (with
+                ``Node.bundle_count`` saying how many describe it); None lists all.
         """
         if connection is None:
             with self._transaction() as conn:
-                return self.nodes(iris, connection=conn)
+                return self.nodes(iris, connection=conn, max_bundles=max_bundles)
         conn = connection
         wanted = sorted(set(iris))
-        # Per IRI: (first bundle, description) for each distinct content, and every
-        # bundle that describes it.
+        # Per IRI: (first bundle, description) for each distinct content, every bundle
+        # (or the first max_bundles) that describes it, and how many do.
         descriptions: dict[str, list[tuple[str, Element]]] = {}
         bundles_of: dict[str, list[str]] = {}
+        counts: dict[str, int] = {}
         postgres = self.dialect == "postgresql"
         # A shared element (a model, a raw file) can be described identically in
         # thousands of bundles. The database groups the narrow (iri, bundle, digest)
@@ -1307,25 +1332,46 @@ class SQLStore:
                 continue
             if postgres:
                 query = sa.text(_DESCRIBE_POSTGRESQL)
-                rows = conn.execute(query, {"iris": list(chunk)}).all()
+                params: dict[str, Any] = {"iris": list(chunk), "max_bundles": max_bundles}
             else:
-                query = (
-                    sa.text(_DESCRIBE_SQLITE)
-                    .bindparams(sa.bindparam("iris", expanding=True))
-                    .columns(attributes=models.JSONType)
+                query = sa.text(_DESCRIBE_SQLITE).bindparams(sa.bindparam("iris", expanding=True))
+                params = {"iris": list(chunk)}
+            rows = conn.execute(query, params).all()
+            for bundle_ids, count, bundle_id, iri, kind, attributes, start, end in rows:
+                element = Element(
+                    kind,
+                    iri,
+                    decode_stored_attributes(load_stored_json(attributes), iri),
+                    _from_iso(start),
+                    _from_iso(end),
                 )
-                rows = conn.execute(query, {"iris": list(chunk)}).all()
-            for row in rows:
-                bundle_ids = row.bundle_ids if postgres else json.loads(row.bundle_ids)
-                descriptions.setdefault(row.iri, []).append((row.bundle_id, _element(row)))
-                bundles_of.setdefault(row.iri, []).extend(bundle_ids)
+                if not postgres:
+                    bundle_ids = json.loads(bundle_ids)
+                if iri in descriptions:
+                    descriptions[iri].append((bundle_id, element))
+                    bundles_of[iri].extend(bundle_ids)
+                    counts[iri] += count
+                else:
+                    descriptions[iri] = [(bundle_id, element)]
+                    bundles_of[iri] = bundle_ids
+                    counts[iri] = count
         out = {}
         for iri in wanted:
             if iri not in descriptions:
                 continue
-            # Code point order, which is the order of the "C" collation (UTF-8 bytes).
-            ordered = sorted(descriptions[iri], key=lambda pair: pair[0])
-            out[iri] = _node([element for _, element in ordered], sorted(bundles_of[iri]))
+            found = descriptions[iri]
+            if len(found) > 1:
+                # Code point order, which is the order of the "C" collation (UTF-8 bytes).
+                found.sort(key=lambda pair: pair[0])
+            bundle_ids = sorted(bundles_of[iri])
+            if max_bundles is not None:
+                bundle_ids = bundle_ids[:max_bundles]
+            count = counts[iri]
+            out[iri] = _node(
+                [element for _, element in found],
+                bundle_ids,
+                None if count == len(bundle_ids) else count,
+            )
         return out
 
     def get_node(self, node_id: str) -> Node:
