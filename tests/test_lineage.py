@@ -9,13 +9,11 @@ not from the engine's output.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from itertools import pairwise
 
 import pytest
-from conftest import POSTGRES_URL
+from conftest import _fresh_postgres_database
 
 from provml import lineage
 from provml.errors import NotFound, QueryRejected
@@ -167,26 +165,6 @@ def the_story() -> list[Bundle]:
 # ------------------------------------------------------------------------ fixtures
 
 
-def _postgres_database() -> Iterator[str]:
-    import psycopg
-
-    dsn = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
-    try:
-        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    name = f"provml_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES_URL.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _open(url: str) -> SQLStore:
     store = SQLStore(url)
     store.upgrade()
@@ -204,7 +182,7 @@ def sqlite_graph(tmp_path_factory) -> Iterator[SQLStore]:
 @pytest.fixture(scope="module")
 def postgresql_graph() -> Iterator[SQLStore]:
     # The walks only read, so one database serves the whole module.
-    for url in _postgres_database():
+    for url in _fresh_postgres_database("provml_test_lineage_"):
         store = _open(url)
         yield store
         store.close()

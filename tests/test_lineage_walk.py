@@ -15,6 +15,7 @@ import random
 from collections.abc import Iterator
 
 import pytest
+from conftest import _fresh_postgres_database
 
 from provml import lineage
 from provml.records import Bundle, Element, Ref, Relation
@@ -53,35 +54,9 @@ def _graph(seed: int = 11) -> list[Bundle]:
     return bundles
 
 
-def _postgres_database() -> Iterator[str]:
-    import os
-    import uuid
-
-    import psycopg
-
-    url = os.environ.get(
-        "PROVML_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    )
-    dsn = url.replace("postgresql+psycopg://", "postgresql://")
-    try:
-        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL is not reachable at {url}")
-    name = f"provml_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="module")
 def postgresql(tmp_path_factory) -> Iterator[SQLStore]:
-    for url in _postgres_database():
+    for url in _fresh_postgres_database("provml_test_walk_"):
         store = SQLStore(url)
         store.upgrade()
         store.ingest(_graph())
