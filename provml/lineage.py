@@ -377,10 +377,14 @@ def _relations(conn: sa.Connection, keys: list[str]) -> dict[str, _Relation]:
             for key, *columns, attributes in conn.exec_driver_sql(statement, tuple(chunk)):
                 out[key] = _Relation(*columns, json.loads(attributes))
         return out
-    columns = (_R.c.key, _R.c.kind, _R.c.bundle_id, _R.c.rel_id, _R.c.time, _R.c.attributes)
+    # Attributes as text, for load_stored_json (see SQLStore.nodes).
+    attributes = sa.cast(_R.c.attributes, sa.Text())
+    columns = (_R.c.key, _R.c.kind, _R.c.bundle_id, _R.c.rel_id, _R.c.time, attributes)
     for condition in _any_of(conn, _R.c.key, keys):
-        for key, *values in conn.execute(sa.select(*columns).where(condition)):
-            out[key] = _Relation(*values)
+        for key, kind, bundle_id, rel_id, time, stored in conn.execute(
+            sa.select(*columns).where(condition)
+        ).all():
+            out[key] = _Relation(kind, bundle_id, rel_id, time, load_stored_json(stored))
     return out
 
 
