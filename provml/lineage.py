@@ -121,8 +121,19 @@ def _any_of(
     return [column.in_(chunk) for chunk in _chunks(values)]
 
 
-def _frontier_links(conn: sa.Connection, frontier: list[str], upstream_walk: bool) -> list[_Link]:
-    """Every lineage edge leaving the frontier, oriented the way the walk goes."""
+def _frontier_links(
+    conn: sa.Connection,
+    frontier: list[str],
+    upstream_walk: bool,
+    relations: dict[str, _Relation] | None = None,
+) -> list[_Link]:
+    """Every lineage edge leaving the frontier, oriented the way the walk goes.
+
+    With ``relations`` (PostgreSQL), the columns of each edge's relation come in the same
+    query and go there by key, as in the one-statement walk: nearly every edge a walk
+    reads ends up in its answer, and reading the relations of a wide walk afterwards, by
+    10,000 keys at once, made PostgreSQL scan the whole table.
+    """
     links = []
     if not frontier:
         return links
@@ -140,11 +151,20 @@ def _frontier_links(conn: sa.Connection, frontier: list[str], upstream_walk: boo
     else:
         here_column = _E.c.subject if upstream_walk else _E.c.object
         query = sa.select(_E.c.relation_key, _E.c.role, _E.c.subject, _E.c.object)
-        rows = (
+        if relations is not None:
+            query = query.add_columns(*_RELATION_COLUMNS).outerjoin(
+                _R, _R.c.key == _E.c.relation_key
+            )
+        rows = [
             row
             for condition in _any_of(conn, here_column, frontier)
             for row in conn.execute(query.where(condition)).all()
-        )
+        ]
+        if relations is not None:
+            for key, _, _, _, kind, *columns, attributes in rows:
+                if kind is not None and key not in relations:
+                    relations[key] = _Relation(kind, *columns, load_stored_json(attributes))
+            rows = [row[:4] for row in rows]
     for key, role, subject, obj in rows:
         source, target = (subject, obj) if upstream_walk else (obj, subject)
         links.append(_Link(key, role, source, target))
@@ -173,6 +193,7 @@ def _breadth_first(
     stop: frozenset[str],
     max_nodes: int,
     start: _Level | None = None,
+    relations: dict[str, _Relation] | None = None,
 ) -> tuple[list[str], list[_Link], set[str]]:
     """The nodes reached level by level, the edges leaving them, and the stop nodes.
 
@@ -190,7 +211,7 @@ def _breadth_first(
     the first level that takes it past ``max_nodes``, which the caller leaves out.
     """
     if start is None:
-        found = _frontier_links(conn, [root], upstream_walk)
+        found = _frontier_links(conn, [root], upstream_walk, relations)
         start = _Level({root: 0}, [root], list(found), set(), found, 0)
     distance, order, links, stopped, found, level = start
     while depth is None or level < depth:
@@ -209,7 +230,9 @@ def _breadth_first(
             for condition in _any_of(conn, _N.c.iri, frontier):
                 query = sa.select(_N.c.iri).where(condition, _N.c.ml_class.in_(sorted(stop)))
                 stopped.update(conn.scalars(query))
-        found = _frontier_links(conn, [n for n in frontier if n not in stopped], upstream_walk)
+        found = _frontier_links(
+            conn, [n for n in frontier if n not in stopped], upstream_walk, relations
+        )
         links.extend(found)
     return order, links, stopped
 
@@ -336,7 +359,7 @@ def _breadth_first_postgresql(
         return order, links, stopped  # the statement walked it all
     found = [link for link in links if distance[link.source] == level]
     start = _Level(distance, order, links, stopped, found, level)
-    return _breadth_first(conn, root, upstream_walk, depth, stop, max_nodes, start)
+    return _breadth_first(conn, root, upstream_walk, depth, stop, max_nodes, start, relations)
 
 
 def _chunks(values: list[str]) -> Iterable[list[str]]:
@@ -364,6 +387,14 @@ class _Relation(NamedTuple):
 
 
 _SQLITE_RELATIONS = "SELECT key, kind, bundle_id, rel_id, time, attributes FROM relations WHERE"
+# The columns of _Relation on PostgreSQL, attributes as text for load_stored_json.
+_RELATION_COLUMNS = (
+    _R.c.kind,
+    _R.c.bundle_id,
+    _R.c.rel_id,
+    _R.c.time,
+    sa.cast(_R.c.attributes, sa.Text()),
+)
 
 
 def _relations(conn: sa.Connection, keys: list[str]) -> dict[str, _Relation]:
@@ -377,9 +408,7 @@ def _relations(conn: sa.Connection, keys: list[str]) -> dict[str, _Relation]:
             for key, *columns, attributes in conn.exec_driver_sql(statement, tuple(chunk)):
                 out[key] = _Relation(*columns, json.loads(attributes))
         return out
-    # Attributes as text, for load_stored_json (see SQLStore.nodes).
-    attributes = sa.cast(_R.c.attributes, sa.Text())
-    columns = (_R.c.key, _R.c.kind, _R.c.bundle_id, _R.c.rel_id, _R.c.time, attributes)
+    columns = (_R.c.key, *_RELATION_COLUMNS)
     for condition in _any_of(conn, _R.c.key, keys):
         for key, kind, bundle_id, rel_id, time, stored in conn.execute(
             sa.select(*columns).where(condition)

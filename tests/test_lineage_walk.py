@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from conftest import _fresh_postgres_database
@@ -21,7 +22,7 @@ from provml import lineage
 from provml.records import Bundle, Element, Ref, Relation
 from provml.store.sql import SQLStore
 from provml.views import lineage_view
-from provml.vocab import PROV_TYPE, ml
+from provml.vocab import PROV_LABEL, PROV_TYPE, ml
 
 pytestmark = pytest.mark.postgres
 
@@ -30,20 +31,31 @@ CLASSES = ["DomainData", "FeatureSetData", "ModelVersion", "MetricValue"]
 
 
 def _graph(seed: int = 11) -> list[Bundle]:
-    """Entities in layers, derived from random earlier ones; a few alternateOf cycles."""
+    """Entities in layers, derived from random earlier ones; a few alternateOf cycles.
+
+    Some relations have ids, times and attributes, so that an answer shows whether each
+    way of reading an edge's relation read the right columns.
+    """
     rng = random.Random(seed)
     entities = [EX + f"e/{n}" for n in range(60)]
     bundles = []
     for n, iri in enumerate(entities):
         records: list = [Element("entity", iri, ((PROV_TYPE, Ref(ml(CLASSES[n % len(CLASSES)]))),))]
         for source in rng.sample(entities[:n], min(n, rng.randrange(0, 4))):
-            records.append(Relation("wasDerivedFrom", iri, source))
+            weight = ((EX + "weight", rng.random()),) if n % 2 else ()
+            records.append(Relation("wasDerivedFrom", iri, source, attributes=weight))
         if n and n % 9 == 0:
-            activity = EX + f"a/{n}"
+            activity, at = EX + f"a/{n}", datetime(2026, 1, 1 + n % 28, 12, tzinfo=UTC)
             records += [
                 Element("activity", activity),
-                Relation("wasGeneratedBy", iri, activity),
-                Relation("used", activity, entities[rng.randrange(n)]),
+                Relation("wasGeneratedBy", iri, activity, id=EX + f"gen/{n}", time=at),
+                Relation(
+                    "used",
+                    activity,
+                    entities[rng.randrange(n)],
+                    time=at,
+                    attributes=((PROV_LABEL, f"input of {n}"),),
+                ),
             ]
         bundles.append(Bundle(EX + f"bundle/{n}", tuple(records)))
     cycles = [
@@ -106,6 +118,9 @@ def test_the_walk_reaches_past_the_statement_where_a_wide_walk_hands_over(postgr
     handed_over = lineage.downstream(postgresql, EX + "e/0")
     assert len(everything.nodes) > 10
     assert handed_over == everything
+    # The edges past the hand-over carry their relations' columns.
+    assert any(edge.time and edge.id for edge in handed_over.edges)
+    assert any(edge.attributes for edge in handed_over.edges)
 
 
 def _answer(store: SQLStore, root: str, direction: str, **bounds) -> str:
