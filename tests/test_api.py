@@ -9,6 +9,7 @@ from that story or from the Python API on the same store, never from the service
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -16,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -257,6 +259,30 @@ def test_the_projector_thread_runs_below_the_request_handlers(tmp_path):
     with serving(tmp_path / "equal", project_nice=0) as client:
         projector, others = niceness(client)
         assert projector == others
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_rdf_engines_own_threads_run_at_the_projectors_priority(tmp_path):
+    """RocksDB compacts and flushes in threads it starts as the store opens, at the
+    priority of the thread that opened it; they are a large share of a projection's work,
+    so they yield to the request handlers as the projector does."""
+
+    def engine_threads() -> dict[int, int]:
+        found = {}
+        for task in Path("/proc/self/task").iterdir():
+            with contextlib.suppress(OSError):
+                if (task / "comm").read_text().startswith("rocksdb:"):
+                    found[int(task.name)] = os.getpriority(os.PRIO_PROCESS, int(task.name))
+        return found
+
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with serving(tmp_path / "store") as client:
+        client.app.state.services.sql.ingest(the_story())
+        caught_up(client)
+        niced = engine_threads()
+    assert niced, "the RDF store's engine started no threads of its own"
+    assert set(niced.values()) == {min(19, here + 10)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == here
 
 
 def test_readiness_does_not_walk_an_rdf_store_another_process_writes(tmp_path):
