@@ -72,7 +72,8 @@ class Settings:
         project_interval: seconds between projector checks of the outbox when no
             ingest wakes it (catches up rows written by other processes).
         project_nice: how much lower than the request handlers the projector thread
-            runs, as a Linux nice increment (0 to 19; 0 for equal footing). The RDF
+            (and the RDF engine's own compaction and flush threads) run, as a Linux
+            nice increment (0 to 19; 0 for equal footing). The RDF
             side is a projection of the SQL store: under a burst of ingests the cores
             go to storing the batches first, and the projection catches up after.
     """
