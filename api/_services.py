@@ -180,7 +180,6 @@ class Projector:
                 self.catch_up()
                 self.last_error = None
                 self._publish()
-                lower_engine_priority(self._nice)  # and any thread the engine started since
             except ProvmlError as exc:
                 if self._stop.is_set():
                     break  # a rebuild stopped by stop(): the next start rebuilds
