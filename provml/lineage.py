@@ -94,9 +94,14 @@ _ARGUMENT_KINDS = {
 # ------------------------------------------------------------------------ the walk
 
 
-def _check_bounds(depth: int | None, stop_at: Collection[str], max_nodes: int) -> frozenset[str]:
-    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
-        raise QueryRejected(f"depth must be a whole number ≥ 0 or None, got {depth!r}")
+def _check_bounds(
+    depth: int | None, stop_at: Collection[str], max_nodes: int, max_bundles: int | None
+) -> frozenset[str]:
+    for name, bound in (("depth", depth), ("max_bundles", max_bundles)):
+        if bound is not None and (
+            isinstance(bound, bool) or not isinstance(bound, int) or bound < 0
+        ):
+            raise QueryRejected(f"{name} must be a whole number ≥ 0 or None, got {bound!r}")
     if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
         raise QueryRejected(f"max_nodes must be a whole number ≥ 1, got {max_nodes!r}")
     if isinstance(stop_at, str):  # a lone class name would be split into letters
@@ -485,11 +490,7 @@ def _walk(
     max_nodes: int,
     max_bundles: int | None,
 ) -> LineageGraph:
-    stop = _check_bounds(depth, stop_at, max_nodes)
-    if max_bundles is not None and (
-        isinstance(max_bundles, bool) or not isinstance(max_bundles, int) or max_bundles < 0
-    ):
-        raise QueryRejected(f"max_bundles must be a whole number ≥ 0 or None, got {max_bundles!r}")
+    stop = _check_bounds(depth, stop_at, max_nodes, max_bundles)
     upstream_walk = direction == "upstream"
     with store.read() as conn:
         relations: dict[str, _Relation] = {}
