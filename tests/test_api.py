@@ -33,6 +33,7 @@ from fastapi.testclient import TestClient
 from provml import lineage, prov_io
 from provml.api import Settings, create_app
 from provml.api._schemas import LineageView
+from provml.api._settings import DEFAULT_PROJECT_NICE
 from provml.queries import EXAMPLE_BY_NAME
 from provml.records import Bundle, Element, Literal, Ref, Relation, bundle_to_dict
 from provml.store.sql import SQLStore
@@ -234,7 +235,7 @@ def test_settings_come_from_the_environment_and_refuse_nonsense():
         Settings.from_env({"PROVML_SPARQL_MAX_ROWS": "lots"})
     with pytest.raises(ConfigurationError, match="PROVML_MAX_BODY_BYTES"):
         Settings.from_env({"PROVML_MAX_BODY_BYTES": "-5"})
-    assert Settings.from_env({}).project_nice == 10
+    assert Settings.from_env({}).project_nice == DEFAULT_PROJECT_NICE == 19
     assert Settings.from_env({"PROVML_PROJECT_NICE": "0"}).project_nice == 0
     for bad in ("20", "-1", "low"):
         with pytest.raises(ConfigurationError, match="PROVML_PROJECT_NICE"):
@@ -255,7 +256,7 @@ def test_the_projector_thread_runs_below_the_request_handlers(tmp_path):
 
     with serving(tmp_path / "default") as client:
         projector, others = niceness(client)
-        assert projector == min(19, others + 10)
+        assert projector == min(19, others + DEFAULT_PROJECT_NICE)
     with serving(tmp_path / "equal", project_nice=0) as client:
         projector, others = niceness(client)
         assert projector == others
@@ -281,7 +282,7 @@ def test_the_rdf_engines_own_threads_run_at_the_projectors_priority(tmp_path):
         caught_up(client)
         niced = engine_threads()
     assert niced, "the RDF store's engine started no threads of its own"
-    assert set(niced.values()) == {min(19, here + 10)}
+    assert set(niced.values()) == {min(19, here + DEFAULT_PROJECT_NICE)}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == here
 
 
