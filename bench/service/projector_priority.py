@@ -1,0 +1,100 @@
+"""HTTP ingest at two projector priorities, side by side: what ``PROVML_PROJECT_NICE`` buys.
+
+For each round and each nice value (in turns, the order alternating by round): a fresh
+PostgreSQL database, ``provml serve --workers 4`` with that ``PROVML_PROJECT_NICE``, the
+service benchmark's generated records POSTed in batches of ~1,000 by 4 clients, then the
+wait until the RDF projection has caught up. Prints records/s, the catch-up and the CPU a
+record by part (as ``bench_service.cpu_seconds`` splits it), and per round the ratio of
+the first value's rate to the second's::
+
+    python bench/service/projector_priority.py --records 200000 --nice 19,10 --rounds 3
+
+Needs PostgreSQL at ``PROVML_TEST_POSTGRES_URL`` (default the local server) and nothing
+else running: every ``postgres`` process counts towards the PostgreSQL share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_service import POSTGRES, Server, batches, cpu_seconds, generate, http_ingest
+
+from provml.records import bundle_to_dict
+from provml.store.sql import SQLStore
+
+
+def one_ingest(payloads: list[bytes], records: int, nice: int) -> float:
+    """Records/s of one HTTP ingest into a fresh database, the projector at ``nice``."""
+    admin = POSTGRES.replace("postgresql+psycopg://", "postgresql://")
+    name = f"provml_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{POSTGRES.rsplit('/', 1)[0]}/{name}"
+    os.environ["PROVML_PROJECT_NICE"] = str(nice)
+    server = None
+    try:
+        store = SQLStore(url)
+        store.upgrade()
+        store.close()
+        server = Server(url, Path(tempfile.mkdtemp(prefix="provml-priority-")), workers=4)
+        before = cpu_seconds(server.process.pid)
+        seconds = http_ingest(server.url, payloads)
+        after = cpu_seconds(server.process.pid)
+        started = time.perf_counter()
+        server.wait_projected()
+        catch_up = time.perf_counter() - started
+        parts = " ".join(
+            f"{part} {(after[part] - before[part]) / records * 1e6:.1f}" for part in after
+        )
+        rate = records / seconds
+        print(
+            f"  nice {nice:2d}: {rate:9,.0f} records/s; projection caught up "
+            f"{catch_up:5.1f} s later; CPU µs a record: {parts}",
+            flush=True,
+        )
+        return rate
+    finally:
+        if server is not None:
+            server.stop()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--nice", default="19,10", help="two nice values, compared in turns")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    first, second = (int(n) for n in args.nice.split(","))
+    bundles = generate(args.records)
+    records = sum(len(b.records) for b in bundles)
+    payloads = [
+        gzip.compress(json.dumps({"bundles": [bundle_to_dict(b) for b in batch]}).encode())
+        for batch in batches(bundles)
+    ]
+    print(f"{records:,} records, {len(payloads)} batches, 4 clients, 4 server processes")
+    ratios = []
+    for round_ in range(args.rounds):
+        order = (first, second) if round_ % 2 == 0 else (second, first)
+        print(f"round {round_ + 1}:")
+        rates = {nice: one_ingest(payloads, records, nice) for nice in order}
+        ratios.append(rates[first] / rates[second])
+        print(f"  nice {first} / nice {second}: {ratios[-1]:.2f}")
+    ratios.sort()
+    print(f"ratios: {', '.join(f'{r:.2f}' for r in ratios)}; median {ratios[len(ratios) // 2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
