@@ -1518,3 +1518,105 @@ def test_mid_pass_checkpoints_take_a_small_share_of_a_long_catch_up(tmp_path):
     assert taken >= 1  # the readers got one right away
     assert in_checkpoints <= 0.2 * (time.monotonic() - began), (taken, in_checkpoints)
     snapshots.close()
+
+
+def test_the_bulk_loader_keeps_every_term_as_it_was_given():
+    """_bulk_load writes quads as N-Quads for Oxigraph's GIL-free loader: escapes,
+    language tags, typed literals, the default graph and (through bulk_extend, since
+    the parser renames them) blank nodes all arrive as bulk_extend would add them."""
+    import pyoxigraph as ox
+
+    from provml import rdf as rdf_module
+
+    ex = "https://provml.local/test/"
+    text = 'a "quote"\nnew line\\ é \u2028\ttab'
+    quads = [
+        ox.Quad(
+            ox.NamedNode(ex + "s"), ox.NamedNode(ex + "p"), ox.Literal(text), ox.NamedNode(ex + "g")
+        ),
+        ox.Quad(
+            ox.NamedNode(ex + "s"),
+            ox.NamedNode(ex + "p"),
+            ox.Literal("hi", language="en-US"),
+            ox.DefaultGraph(),
+        ),
+        ox.Quad(
+            ox.BlankNode("b0content"),
+            ox.NamedNode(ex + "p"),
+            ox.Literal("2026-01-01T00:00:00+00:00", datatype=ox.NamedNode(XSD + "dateTime")),
+            ox.NamedNode(ex + "g"),
+        ),
+        ox.Quad(
+            ox.NamedNode(ex + "s"),
+            ox.NamedNode(ex + "p"),
+            ox.Literal("1e16", datatype=ox.NamedNode(XSD + "double")),
+            ox.DefaultGraph(),
+        ),
+        ox.Quad(
+            ox.NamedNode(ex + "s?x=1#f"),
+            ox.NamedNode(ex + "p"),
+            ox.BlankNode("b1content"),
+            ox.NamedNode(ex + "g2"),
+        ),
+    ]
+    expected = ox.Store()
+    expected.bulk_extend(quads)
+    for chunk in (1, 2, 10):
+        loaded = ox.Store()
+        rdf_module._bulk_load(loaded, quads, chunk=chunk)
+        assert set(loaded) == set(expected)
+    assert {q.subject for q in expected if isinstance(q.subject, ox.BlankNode)} == {
+        ox.BlankNode("b0content")
+    }
+
+
+def test_a_failed_chunk_stops_the_bulk_load_with_its_error():
+    from provml import rdf as rdf_module
+
+    class Failing:
+        def __init__(self) -> None:
+            self.loads = 0
+
+        def bulk_load(self, **_: object) -> None:
+            self.loads += 1
+            if self.loads == 2:
+                raise OSError("disk full")
+
+    import pyoxigraph as ox
+
+    quad = ox.Quad(ox.NamedNode(B + "s"), ox.NamedNode(B + "p"), ox.Literal("x"), ox.DefaultGraph())
+    store = Failing()
+    with pytest.raises(OSError, match="disk full"):
+        rdf_module._bulk_load(store, [quad] * 10, chunk=2)
+    assert store.loads == 2  # nothing is loaded after the chunk that failed
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_rebuild_loaded_in_many_chunks_equals_incremental_projection(
+    store, tmp_path, monkeypatch, on_disk
+):
+    """A rebuild hands the bulk loader a few quads at a time (_BULK_CHUNK): the chunks,
+    blank nodes and merged descriptions included, add up to what projection makes."""
+    from provml import rdf as rdf_module
+
+    for batch in long_run_batches("chunked", batches=4, per_batch=5):
+        store.ingest([batch])
+    incremental = RDFStore.open()
+    incremental.project(store)
+
+    monkeypatch.setattr(rdf_module, "_BULK_CHUNK", 7)
+    monkeypatch.setattr(rdf_module, "_BLANK_NODE_CHUNK", 3)
+    loads: list[int] = []
+    original = rdf_module._bulk_load
+
+    def counted(target, quads, chunk=None):
+        materialised = list(quads)
+        loads.append(len(materialised))
+        return original(target, materialised, chunk)
+
+    monkeypatch.setattr(rdf_module, "_bulk_load", counted)
+    with RDFStore.open(tmp_path / "oxigraph" if on_disk else None) as rebuilt:
+        rebuilt.rebuild(store)
+        assert loads and loads[0] > 7  # more than one chunk
+        assert rebuilt.count() == incremental.count() > 0
+        assert rebuilt.checksum() == incremental.checksum()
