@@ -48,6 +48,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -67,6 +68,21 @@ POSTGRES = os.environ.get(
 PROV = "http://www.w3.org/ns/prov#"
 PEER_TIMEOUT = 120  # seconds an rdflib-endpoint query may take
 PATH = f"(<{PROV}wasDerivedFrom>|<{PROV}wasGeneratedBy>|<{PROV}used>)"
+
+
+@contextlib.contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A new database on the benchmark's PostgreSQL server, dropped afterwards (whoever
+    still holds a connection): yields its SQLAlchemy URL."""
+    admin = POSTGRES.replace("postgresql+psycopg://", "postgresql://")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def entity(iri: str, ml_class: str, *attributes) -> Element:
@@ -266,6 +282,21 @@ def cpu_seconds(server_pid: int) -> dict[str, float]:
         elif pid == os.getpid():
             parts["clients"] += seconds
     return parts
+
+
+def ingest_and_catch_up(
+    server: Server, payloads: list[bytes], records: int
+) -> tuple[float, float, dict[str, float]]:
+    """POST every payload (4 clients), then wait for the RDF projection to catch up:
+    the ingest's seconds, the catch-up's seconds after it, and the CPU µs a record
+    each part (see :func:`cpu_seconds`) used during the ingest."""
+    before = cpu_seconds(server.process.pid)
+    seconds = http_ingest(server.url, payloads)
+    after = cpu_seconds(server.process.pid)
+    started = time.perf_counter()
+    server.wait_projected()
+    catch_up = time.perf_counter() - started
+    return seconds, catch_up, {p: (after[p] - before[p]) / records * 1e6 for p in after}
 
 
 def run_clients(work, clients: int) -> float:
@@ -657,14 +688,9 @@ def main() -> None:
         SQLStore(pg_url).upgrade()
         pg = Server(pg_url, workdir, args.workers)
         servers.append(pg)
-        cpu_before = cpu_seconds(pg.process.pid)
-        seconds = http_ingest(pg.url, payloads)
-        cpu_after = cpu_seconds(pg.process.pid)
         # The peers run on an idle machine: the projection the ingest left behind
         # would otherwise take their cores (and flatter every ratio below).
-        started = time.perf_counter()
-        pg.wait_projected()
-        projected_after = time.perf_counter() - started
+        seconds, projected_after, cpu = ingest_and_catch_up(pg, payloads, total)
         copy_seconds = copy_ingest(copy_dsn, bundles)
         http_rate, copy_rate = total / seconds, total / copy_seconds
         note(
@@ -679,7 +705,6 @@ def main() -> None:
             f"{projected_after:.0f} s ({total / (seconds + projected_after):,.0f} records/s "
             "from the first batch until both stores held every record)",
         )
-        cpu = {part: (cpu_after[part] - cpu_before[part]) / total * 1e6 for part in cpu_after}
         per_record = sum(cpu.values())
         note(
             "CPU a record during the HTTP ingest: server request handling / RDF projector "

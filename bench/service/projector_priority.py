@@ -21,14 +21,10 @@ import json
 import os
 import sys
 import tempfile
-import time
-import uuid
 from pathlib import Path
 
-import psycopg
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_service import POSTGRES, Server, batches, cpu_seconds, generate, http_ingest
+from bench_service import Server, batches, fresh_database, generate, ingest_and_catch_up
 
 from provml.records import bundle_to_dict
 from provml.store.sql import SQLStore
@@ -36,39 +32,24 @@ from provml.store.sql import SQLStore
 
 def one_ingest(payloads: list[bytes], records: int, nice: int) -> float:
     """Records/s of one HTTP ingest into a fresh database, the projector at ``nice``."""
-    admin = POSTGRES.replace("postgresql+psycopg://", "postgresql://")
-    name = f"provml_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"{POSTGRES.rsplit('/', 1)[0]}/{name}"
     os.environ["PROVML_PROJECT_NICE"] = str(nice)
-    server = None
-    try:
+    with fresh_database("provml_bench") as url:
         store = SQLStore(url)
         store.upgrade()
         store.close()
         server = Server(url, Path(tempfile.mkdtemp(prefix="provml-priority-")), workers=4)
-        before = cpu_seconds(server.process.pid)
-        seconds = http_ingest(server.url, payloads)
-        after = cpu_seconds(server.process.pid)
-        started = time.perf_counter()
-        server.wait_projected()
-        catch_up = time.perf_counter() - started
-        parts = " ".join(
-            f"{part} {(after[part] - before[part]) / records * 1e6:.1f}" for part in after
-        )
-        rate = records / seconds
-        print(
-            f"  nice {nice:2d}: {rate:9,.0f} records/s; projection caught up "
-            f"{catch_up:5.1f} s later; CPU µs a record: {parts}",
-            flush=True,
-        )
-        return rate
-    finally:
-        if server is not None:
+        try:
+            seconds, catch_up, cpu = ingest_and_catch_up(server, payloads, records)
+        finally:
             server.stop()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    parts = " ".join(f"{part} {us:.1f}" for part, us in cpu.items())
+    rate = records / seconds
+    print(
+        f"  nice {nice:2d}: {rate:9,.0f} records/s; projection caught up "
+        f"{catch_up:5.1f} s later; CPU µs a record: {parts}",
+        flush=True,
+    )
+    return rate
 
 
 def main() -> None:

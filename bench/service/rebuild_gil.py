@@ -23,14 +23,11 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_service import POSTGRES, batches, generate
+from bench_service import batches, fresh_database, generate
 
 from provml import rdf as rdf_module
 from provml.rdf import RDFStore
@@ -73,43 +70,42 @@ def main() -> None:
     args = parser.parse_args()
     bundles = generate(args.records)
     records = sum(len(b.records) for b in bundles)
-    admin = POSTGRES.replace("postgresql+psycopg://", "postgresql://")
-    name = f"provml_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    store = SQLStore(f"{POSTGRES.rsplit('/', 1)[0]}/{name}")
-    try:
-        store.upgrade()
-        for batch in batches(bundles):
-            store.ingest(batch)
-        # A serving process does not hold a million records as objects: with them alive,
-        # every full garbage collection walks them all (1-2 s, the GIL held), which would
-        # be measured here as the loader's.
-        del bundles, batch
-        gc.collect()
-        print(f"{records:,} records in PostgreSQL; rebuilding an on-disk Oxigraph store")
-        runs = {
-            "bulk_extend, one call": lambda target, quads, chunk=None: target.bulk_extend(quads),
-            "_bulk_load (N-Quads chunks)": rdf_module._bulk_load,
-        }
-        results = {}
-        for label, loader in runs.items():
-            seconds, longest = rebuild(store, loader)
-            results[label] = (seconds, longest[0])
-            print(
-                f"{label:28s} rebuild {seconds:6.1f} s; longest GIL waits "
-                + ", ".join(f"{w:.2f}" for w in longest)
-                + " s",
-                flush=True,
-            )
-        (old_s, old_hold), (new_s, new_hold) = results.values()
+    with fresh_database("provml_bench") as url:
+        store = SQLStore(url)
+        try:
+            measure(store, bundles, records)
+        finally:
+            store.close()
+
+
+def measure(store: SQLStore, bundles: list, records: int) -> None:
+    """Load ``bundles`` into ``store``, then rebuild with each loader in turn."""
+    store.upgrade()
+    for batch in batches(bundles):
+        store.ingest(batch)
+    # A serving process does not hold a million records as objects: with them alive,
+    # every full garbage collection walks them all (1-2 s, the GIL held), which would
+    # be measured here as the loader's.
+    bundles.clear()
+    gc.collect()
+    print(f"{records:,} records in PostgreSQL; rebuilding an on-disk Oxigraph store")
+    runs = {
+        "bulk_extend, one call": lambda target, quads, chunk=None: target.bulk_extend(quads),
+        "_bulk_load (N-Quads chunks)": rdf_module._bulk_load,
+    }
+    results = {}
+    for label, loader in runs.items():
+        seconds, longest = rebuild(store, loader)
+        results[label] = (seconds, longest[0])
         print(
-            f"longest hold, new / old: {new_hold / old_hold:.3f}; rebuild time: {new_s / old_s:.2f}"
+            f"{label:28s} rebuild {seconds:6.1f} s; longest GIL waits "
+            + ", ".join(f"{w:.2f}" for w in longest)
+            + " s",
+            flush=True,
         )
-    finally:
-        store.close()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    (old_s, old_hold), (new_s, new_hold) = results.values()
+    print(f"longest hold, new / old: {new_hold / old_hold:.3f}")
+    print(f"rebuild time, new / old: {new_s / old_s:.2f}")
 
 
 if __name__ == "__main__":
