@@ -16,8 +16,8 @@ DEFAULT_SPARQL_TIMEOUT = 30.0
 DEFAULT_SPARQL_MAX_ROWS = 100_000
 # The lowest priority Linux gives: a burst of ingests takes the cores and the projection
 # runs in what they leave. 200k records over HTTP, four server processes, nice 19 and 10
-# in turns: faster in 5 of 5 pairs (bench/service/projector_priority.py); a paced mixed
-# load saw no difference in ingest, lineage or SPARQL latency.
+# in turns: faster in 8 of 9 pairs, median ratio 1.05 (bench/service/projector_priority.py);
+# a paced mixed load saw no difference in ingest, lineage or SPARQL latency.
 DEFAULT_PROJECT_NICE = 19
 
 
