@@ -19,13 +19,10 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_service import POSTGRES, batches, generate
+from bench_service import batches, fresh_database, generate
 
 from provml.rdf import RDFStore
 from provml.store.sql import SQLStore
@@ -46,30 +43,27 @@ def main() -> None:
     args = parser.parse_args()
     bundles = generate(args.records)
     records = sum(len(b.records) for b in bundles)
-    admin = POSTGRES.replace("postgresql+psycopg://", "postgresql://")
-    name = f"provml_projection_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    store = SQLStore(f"{POSTGRES.rsplit('/', 1)[0]}/{name}")
-    rdf = RDFStore.open(os.path.join(tempfile.mkdtemp(prefix="provml-projection-"), "oxigraph"))
-    try:
-        store.upgrade()
-        rdf.rebuild(store)  # empty: the store is complete, so project() works incrementally
-        for batch in batches(bundles):
-            store.ingest(batch)
+    with fresh_database("provml_projection") as url:
+        store = SQLStore(url)
+        rdf = RDFStore.open(os.path.join(tempfile.mkdtemp(prefix="provml-projection-"), "oxigraph"))
+        try:
+            store.upgrade()
+            rdf.rebuild(store)  # empty: the store is complete, so project() works incrementally
+            for batch in batches(bundles):
+                store.ingest(batch)
 
-        def project() -> None:
-            while rdf.project(store):
-                pass
+            def project() -> None:
+                while rdf.project(store):
+                    pass
 
-        print(f"{records:,} records in {len(bundles):,} bundles, PostgreSQL, Oxigraph on disk")
-        print(f"projection from the outbox: {per_record(project, records)}; {rdf.count():,} quads")
-        print(f"rebuild from SQL:           {per_record(lambda: rdf.rebuild(store), records)}")
-    finally:
-        rdf.close()
-        store.close()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            print(f"{records:,} records in {len(bundles):,} bundles, PostgreSQL, Oxigraph on disk")
+            print(
+                f"projection from the outbox: {per_record(project, records)}; {rdf.count():,} quads"
+            )
+            print(f"rebuild from SQL:           {per_record(lambda: rdf.rebuild(store), records)}")
+        finally:
+            rdf.close()
+            store.close()
 
 
 if __name__ == "__main__":
