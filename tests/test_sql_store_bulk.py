@@ -192,6 +192,34 @@ def test_a_bulk_load_leaves_statistics_for_the_lookup_columns(postgres_url):
 
 
 @pytest.mark.postgres
+def test_a_bulk_load_samples_few_rows_for_its_statistics_and_keeps_the_setting_local(
+    postgres_url,
+):
+    import psycopg
+
+    store = SQLStore(postgres_url)
+    store.upgrade()
+    dsn = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        for start in range(0, 2000, 500):
+            store.ingest(workflows(500, start=start))
+        with psycopg.connect(dsn) as conn:
+            default = conn.execute("SHOW default_statistics_target").fetchone()[0]
+            (bounds,) = conn.execute(
+                "SELECT array_length(CAST(CAST(histogram_bounds AS text) AS text[]), 1) "
+                "FROM pg_stats WHERE schemaname = current_schema() "
+                "AND tablename = 'relations' AND attname = 'key'"
+            ).fetchone()
+        # 4,000 distinct relation keys: a default ANALYZE would keep 101 bounds.
+        assert int(default) >= 100
+        assert 2 <= bounds <= 11
+        with store.read() as conn:  # the pooled connection the ingests ran on
+            assert conn.exec_driver_sql("SHOW default_statistics_target").scalar() == default
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
 def test_concurrent_ingests_creating_the_same_new_bundles_store_them_once(postgres_url):
     from concurrent.futures import ThreadPoolExecutor
 
