@@ -3,6 +3,10 @@
 Routes declare what they need with the ``Annotated`` aliases (``Sql``, ``Rdf``,
 ``Services_``) and guard themselves with :data:`READ` or :data:`WRITE`.
 
+Every dependency here is ``async def``: none blocks, and FastAPI runs a plain ``def``
+dependency in its thread pool, a hop to a worker thread and back for each (four per
+lineage request, three per ingest batch).
+
 Imports: FastAPI and provml's api/store modules.
 """
 
@@ -21,22 +25,22 @@ from provml.rdf import RDFStore
 from provml.store.sql import SQLStore
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services = getattr(request.app.state, "services", None)
     if services is None:
         raise StoreUnavailable("the service is starting or stopping: its stores are not open")
     return services
 
 
-def get_sql(services: Annotated[Services, Depends(get_services)]) -> SQLStore:
+async def get_sql(services: Annotated[Services, Depends(get_services)]) -> SQLStore:
     return services.sql
 
 
-def get_rdf(services: Annotated[Services, Depends(get_services)]) -> RDFStore:
+async def get_rdf(services: Annotated[Services, Depends(get_services)]) -> RDFStore:
     return services.rdf
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
@@ -61,7 +65,7 @@ def _matches(token: str, expected: str | None) -> bool:
     return expected is not None and hmac.compare_digest(token.encode(), expected.encode())
 
 
-def require_write(request: Request) -> None:
+async def require_write(request: Request) -> None:
     """Writes need the write token when one is configured (401 without, 403 if wrong)."""
     expected = request.app.state.settings.write_token
     if expected is None:
@@ -73,7 +77,7 @@ def require_write(request: Request) -> None:
         raise Forbidden("the bearer token does not allow writes")
 
 
-def require_read(request: Request) -> None:
+async def require_read(request: Request) -> None:
     """Reads need the read (or write) token when a read token is configured."""
     settings = request.app.state.settings
     if settings.read_token is None:

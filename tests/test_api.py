@@ -216,6 +216,28 @@ def test_the_service_never_imports_the_capture_client():
     assert out.stdout.strip() == "False"
 
 
+def test_no_dependency_of_a_route_runs_in_the_thread_pool():
+    # FastAPI runs a plain ``def`` dependency in its thread pool: a hop to a worker
+    # thread and back, per dependency and request, for work that never blocks. Every
+    # route takes its dependencies from these aliases and lists.
+    import inspect
+    import typing
+
+    from provml.api import _deps
+
+    aliases = (_deps.ServicesDep, _deps.Sql, _deps.Rdf, _deps.MetricsDep)
+    depends = [typing.get_args(alias)[1] for alias in aliases] + _deps.READ + _deps.WRITE
+    calls = [d.dependency for d in depends]
+    calls += [  # what those depend on in turn
+        p.annotation and typing.get_args(p.annotation)[1].dependency
+        for call in calls
+        for p in inspect.signature(call, eval_str=True).parameters.values()
+        if typing.get_origin(p.annotation) is typing.Annotated
+    ]
+    assert len(calls) == len(aliases) + 2 + 2  # get_sql and get_rdf need get_services
+    assert [call.__name__ for call in calls if not inspect.iscoroutinefunction(call)] == []
+
+
 def test_settings_come_from_the_environment_and_refuse_nonsense():
     from provml.errors import ConfigurationError
 
