@@ -23,6 +23,8 @@ from provml.api._schemas import DocumentAnswer, ErrorBody, IngestAnswer, RecordB
 from provml.errors import InvalidRecord, ParseError, UnsupportedFormat
 from provml.ids import iri
 from provml.records import Bundle, bundle_from_dict, check_iri
+from provml.store.base import IngestResult
+from provml.store.sql import SQLStore
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"], dependencies=WRITE)
 
@@ -98,6 +100,12 @@ def _batch(data: bytes) -> list[Bundle]:
     return bundles
 
 
+def _read_and_store(data: bytes, sql: SQLStore) -> tuple[list[Bundle], IngestResult]:
+    """Decode a record batch and store it: one trip to a worker thread for both."""
+    bundles = _batch(data)
+    return bundles, sql.ingest(bundles)
+
+
 def _answer(bundles: list[Bundle], result: Any) -> dict[str, int]:
     return {
         "bundles": len(bundles),
@@ -135,8 +143,7 @@ async def ingest_records(
     request: Request, services: ServicesDep, metrics: MetricsDep
 ) -> dict[str, int]:
     data = await read_body(request, services.settings.max_body_bytes)
-    bundles = await run_in_threadpool(_batch, data)
-    result = await run_in_threadpool(services.sql.ingest, bundles)
+    bundles, result = await run_in_threadpool(_read_and_store, data, services.sql)
     if services.projector is not None:
         services.projector.wake()
     answer = _answer(bundles, result)
