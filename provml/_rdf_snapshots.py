@@ -323,11 +323,25 @@ class CopiedSnapshots:
             yield directory
         finally:
             if directory is not None:
-                with self._lock:
-                    self._users[directory] -= 1
-                    if not self._users[directory]:
-                        del self._users[directory]
-                        self._collect()
+                self.unpin(directory)
+
+    def pin(self, directory: Path) -> None:
+        """Keep ``directory``, one of our two newest copies, until :meth:`unpin`.
+
+        For a read in this process of a handle opened earlier: RocksDB reading a copy
+        deleted under it does not fail, it spins for ever.
+        """
+        with self._lock:
+            if directory not in (self._current, self._previous) and directory not in self._users:
+                raise ValueError(f"{directory} is not a copy this process keeps")
+            self._users[directory] += 1
+
+    def unpin(self, directory: Path) -> None:
+        with self._lock:
+            self._users[directory] -= 1
+            if not self._users[directory]:
+                del self._users[directory]
+                self._collect()
 
     def _collect(self) -> None:
         """Delete our copies that are neither of the two newest nor in use (lock held)."""

@@ -904,6 +904,31 @@ class RDFStore:
             raise StoreUnavailable("the RDF store is closed")
         return inner
 
+    @contextlib.contextmanager
+    def _handle(self) -> Iterator[Any]:
+        """The Oxigraph store to read in this process, for the length of the block.
+
+        A reader's handle reads a copy of a published snapshot, and the refresher takes
+        up newer copies meanwhile, deleting all but the two newest. RocksDB reading a
+        copy deleted under it spins for ever (a ``/readyz`` count at 1M records did,
+        while the owner published twice during it), so the copy is pinned until the
+        block ends. The owner's handle needs no pin.
+        """
+        copies = self._copies
+        if copies is None:
+            yield self._store
+            return
+        self._store  # noqa: B018 - takes up a first published copy, or raises
+        with self._adopting:  # no copy is taken up between reading the two
+            store, directory = self._inner, self._reading
+            if store is None or directory is None:
+                raise StoreUnavailable("the RDF store is closed")
+            copies.pin(directory)
+        try:
+            yield store
+        finally:
+            copies.unpin(directory)
+
     # --------------------------------------------------------------- projection
     @property
     def needs_rebuild(self) -> bool:
@@ -1242,7 +1267,10 @@ class RDFStore:
         query = (sparql, options, max_rows)
 
         def work() -> QueryResult:
-            return _evaluate(self._store if store is None else store, *query)
+            if store is not None:
+                return _evaluate(store, *query)
+            with self._handle() as handle:
+                return _evaluate(handle, *query)
 
         try:
             if timeout is None:
@@ -1326,10 +1354,15 @@ class RDFStore:
 
     # --------------------------------------------------------------- inspection
     def quads(self, graph: str | None = None) -> Iterator[pyoxigraph.Quad]:
-        """Every quad (pyoxigraph ``Quad``), the default graph's too, or one bundle's."""
+        """Every quad (pyoxigraph ``Quad``), the default graph's too, or one bundle's.
+
+        Lazy; a reader's copy stays pinned (see :meth:`_handle`) until the iterator is
+        used up or closed.
+        """
         ox = _ox()
         name = ox.NamedNode(graph) if graph is not None else None
-        return self._store.quads_for_pattern(None, None, None, name)
+        with self._handle() as store:
+            yield from store.quads_for_pattern(None, None, None, name)
 
     def count(self, graph: str | None = None) -> int:
         """The number of quads in the bundles' graphs, or in one bundle's graph.
@@ -1339,10 +1372,12 @@ class RDFStore:
         GIL, so other requests are served meanwhile (a count walked in Python, or
         ``len(store)``, holds it). It still walks every quad: see :meth:`recent_count`.
         """
-        if graph is not None:  # one bundle: small
-            return sum(1 for _ in self.quads(graph))
-        (row,) = self._store.query(_COUNT_NAMED_GRAPH_QUADS)
-        return int(row[0].value)
+        with self._handle() as store:
+            if graph is not None:  # one bundle: small
+                name = _ox().NamedNode(graph)
+                return sum(1 for _ in store.quads_for_pattern(None, None, None, name))
+            (row,) = store.query(_COUNT_NAMED_GRAPH_QUADS)
+            return int(row[0].value)
 
     def recent_count(self, max_age: float = 30.0) -> int:
         """:meth:`count` of the whole store, taken again only when the projection has
@@ -1364,12 +1399,15 @@ class RDFStore:
 
     def graphs(self) -> list[str]:
         """The names of the named graphs (one per projected bundle), sorted."""
-        return sorted(g.value for g in self._store.named_graphs())
+        with self._handle() as store:
+            return sorted(g.value for g in store.named_graphs())
 
     def checksum(self) -> str:
         """A SHA-256 digest of the sorted N-Quads of the store: equal stores, equal digests."""
         digest = hashlib.sha256()
-        for line in sorted(str(q) for q in self._store):
+        with self._handle() as store:
+            lines = sorted(str(q) for q in store)
+        for line in lines:
             digest.update(line.encode())
             digest.update(b"\n")
         return digest.hexdigest()

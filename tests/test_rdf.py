@@ -1240,6 +1240,44 @@ def test_a_store_being_rebuilt_is_not_published_for_readers(sqlite_store, tmp_pa
         assert reader.graphs() == [CURATION]
 
 
+def test_a_readers_count_keeps_its_copy_while_newer_ones_are_taken_up(sqlite_store, tmp_path):
+    # A reader's copies beyond the two newest are deleted as newer ones are taken up,
+    # and RocksDB reading a copy deleted under it spins for ever: a /readyz count at 1M
+    # records hung so while the owner published twice during it. Here the two
+    # publications happen inside the count's query.
+    path = tmp_path / "oxigraph"
+    sqlite_store.ingest([curation_bundle()])
+    with RDFStore.open(path) as writer:
+        writer.project(sqlite_store)
+        expected = writer.count()
+        reader = RDFStore.open(path, read_only=True)
+        assert writer.publish_for_readers(0)
+        reader.refresh()
+        first = reader._reading
+
+        class Racing:
+            """The reader's handle, two newer snapshots taken up during its query."""
+
+            def __init__(self, store):
+                self.store = store
+
+            def query(self, *args, **kwargs):
+                for lr in ("0.1", "0.2"):
+                    sqlite_store.ingest([training_bundle(lr)])
+                    writer.project(sqlite_store)
+                    assert writer.publish_for_readers(0)
+                    reader.refresh()
+                assert reader._reading != first
+                assert first.is_dir(), "the copy under a running read was deleted"
+                return self.store.query(*args, **kwargs)
+
+        reader._inner = Racing(reader._inner)
+        assert reader.count() == expected  # what the copy it began on holds
+        assert not first.exists()  # let go once the read ended
+        assert reader.count() == writer.count()
+        reader.close()
+
+
 def test_a_read_only_store_sees_later_projections_after_refresh(sqlite_store, tmp_path):
     path = tmp_path / "oxigraph"
     sqlite_store.ingest([curation_bundle()])
