@@ -394,14 +394,35 @@ def test_the_recent_count_is_taken_again_only_when_the_projection_moved_and_aged
         counts = []
         real = RDFStore.count
         monkeypatch.setattr(RDFStore, "count", lambda self: counts.append(1) or real(self))
-        first = rdf.recent_count()
+        first = rdf.recent_count(wait=10)
         assert first == real(rdf) > 0 and rdf.recent_count() == first and len(counts) == 1
         sqlite_store.ingest([training_bundle()])
         rdf.project(sqlite_store)
         assert rdf.recent_count() == first and len(counts) == 1  # moved, but 30 s not gone
-        grown = rdf.recent_count(max_age=0)
+        grown = rdf.recent_count(max_age=0, wait=10)
         assert grown == real(rdf) > first and len(counts) == 2
         assert rdf.recent_count(max_age=0) == grown and len(counts) == 2  # not moved since
+
+
+def test_the_recent_count_answers_at_once_while_a_count_runs(sqlite_store, tmp_path, monkeypatch):
+    # /readyz reads it: a probe that waited for a count of a large store missed its
+    # deadline. The count runs in a thread of its own, one at a time.
+    sqlite_store.ingest([curation_bundle()])
+    with RDFStore.open(tmp_path / "oxigraph") as rdf:
+        rdf.project(sqlite_store)
+        real, release, started = RDFStore.count, threading.Event(), []
+
+        def slow(self):
+            started.append(1)
+            assert release.wait(10)
+            return real(self)
+
+        monkeypatch.setattr(RDFStore, "count", slow)
+        began = time.monotonic()
+        assert rdf.recent_count() is None and rdf.recent_count() is None
+        assert time.monotonic() - began < 1 and len(started) == 1
+        release.set()
+        assert rdf.recent_count(wait=10) == real(rdf) > 0 and len(started) == 1
 
 
 def test_rebuild_gives_the_same_quads_as_incremental_projection(store):
