@@ -51,7 +51,11 @@ def readyz(services: ServicesDep) -> JSONResponse:
         walkable = services.owns_rdf or services.rdf.reads_copy
         rdf.update(
             status="ok",
-            quads=services.rdf.recent_count() if walkable else None,
+            # Counted in the background, at the projector's priority: it is no request's
+            # work, and at normal priority it took the cores from the catch-up.
+            quads=services.rdf.recent_count(in_thread=services.lower_priority)
+            if walkable
+            else None,
             rebuilding=services.rdf.needs_rebuild,
         )
         if services.projector is not None and services.projector.last_error:

@@ -252,6 +252,10 @@ class Services:
     def owns_rdf(self) -> bool:
         return self.projector is not None
 
+    def lower_priority(self) -> None:
+        """Lower the calling thread to the projector's priority: for background work."""
+        lower_priority(self.settings.project_nice)
+
     def close(self) -> None:
         if self.projector is not None:
             self.projector.stop()

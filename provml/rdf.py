@@ -1382,16 +1382,23 @@ class RDFStore:
             (row,) = store.query(_COUNT_NAMED_GRAPH_QUADS)
             return int(row[0].value)
 
-    def recent_count(self, max_age: float = 30.0, wait: float = 0.0) -> int | None:
+    def recent_count(
+        self,
+        max_age: float = 30.0,
+        wait: float = 0.0,
+        in_thread: Callable[[], None] | None = None,
+    ) -> int | None:
         """:meth:`count` of the whole store as last taken, without waiting for a new one
         (None before the first is done); up to ``wait`` s for one it starts.
 
         A new count starts, in a thread of its own, when the projection has moved since
         the last one and that one is ``max_age`` seconds old (or was taken during a
-        rebuild). For ``/readyz``, which must answer at once: a count walks every quad
+        rebuild; until the new one is done, a count taken during a rebuild that has
+        ended is not given). For ``/readyz``, which must answer at once: a count walks every quad
         (1.5-2 s of CPU at 2.4M quads, more beside a catch-up), and a probe that waited
         for it missed the benchmark's 30 s deadline; a probe every few seconds that
-        counted each time spent most of a core on counting.
+        counted each time spent most of a core on counting. ``in_thread`` runs first
+        in the counting thread (the service lowers its priority with it).
         """
         now, generation = time.monotonic(), self._generation
         counted = self._counted
@@ -1403,7 +1410,7 @@ class RDFStore:
             if self._counting is None or not self._counting.is_alive():
                 self._counting = threading.Thread(
                     target=self._count_for_later,
-                    args=(generation,),
+                    args=(generation, in_thread),
                     name="provml-rdf-count",
                     daemon=True,
                 )
@@ -1412,10 +1419,14 @@ class RDFStore:
         if wait > 0:
             counting.join(wait)
         counted = self._counted
-        return counted[2] if counted is not None else None
+        if counted is None or (counted[3] and not self.needs_rebuild):
+            return None  # none yet, or one of a rebuild that has ended since
+        return counted[2]
 
-    def _count_for_later(self, generation: int) -> None:
+    def _count_for_later(self, generation: int, in_thread: Callable[[], None] | None) -> None:
         try:
+            if in_thread is not None:
+                in_thread()
             quads = self.count()
         except ProvmlError as exc:  # closed meanwhile, or nothing published yet
             _log.debug("provml: the RDF store was not counted: %s", exc)

@@ -284,6 +284,30 @@ def test_the_projector_thread_runs_below_the_request_handlers(tmp_path):
         assert projector == others
 
 
+def test_readiness_counts_the_rdf_store_in_the_background_at_the_projectors_priority(
+    tmp_path, monkeypatch
+):
+    # A count walks every quad: no request's work, and it must not take the cores from
+    # the handlers, nor (at normal priority) from the projector catching up.
+    import provml.rdf
+
+    real, seen = provml.rdf.RDFStore.count, []
+
+    def recording(self, graph=None):
+        thread = threading.current_thread()
+        seen.append((thread.name, os.getpriority(os.PRIO_PROCESS, thread.native_id)))
+        return real(self, graph)
+
+    monkeypatch.setattr(provml.rdf.RDFStore, "count", recording)
+    with serving(tmp_path) as client:
+        caught_up(client)
+        assert counted_quads(client) is not None
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    low = min(19, here + DEFAULT_PROJECT_NICE)
+    assert ("provml-rdf-count", low) in seen
+    assert set(seen) <= {("provml-rdf-count", low), ("provml-projector", low)}  # no handler
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
 def test_the_rdf_engines_own_threads_run_at_the_projectors_priority(tmp_path):
     """RocksDB compacts and flushes in threads it starts as the store opens, at the
