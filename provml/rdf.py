@@ -1394,11 +1394,13 @@ class RDFStore:
         A new count starts, in a thread of its own, when the projection has moved since
         the last one and that one is ``max_age`` seconds old (or was taken during a
         rebuild; until the new one is done, a count taken during a rebuild that has
-        ended is not given). For ``/readyz``, which must answer at once: a count walks every quad
-        (1.5-2 s of CPU at 2.4M quads, more beside a catch-up), and a probe that waited
-        for it missed the benchmark's 30 s deadline; a probe every few seconds that
-        counted each time spent most of a core on counting. ``in_thread`` runs first
-        in the counting thread (the service lowers its priority with it).
+        ended is not given). ``in_thread`` runs first in the counting thread (the
+        service lowers its priority with it).
+
+        For ``/readyz``, which must answer at once: a count walks every quad (1.5-2 s
+        of CPU at 2.4M quads, more beside a catch-up), and a probe that waited for it
+        missed the benchmark's 30 s deadline; a probe every few seconds that counted
+        each time spent most of a core on counting.
         """
         now, generation = time.monotonic(), self._generation
         counted = self._counted
