@@ -1375,10 +1375,9 @@ class RDFStore:
         GIL, so other requests are served meanwhile (a count walked in Python, or
         ``len(store)``, holds it). It still walks every quad: see :meth:`recent_count`.
         """
+        if graph is not None:  # one bundle: small
+            return sum(1 for _ in self.quads(graph))
         with self._handle() as store:
-            if graph is not None:  # one bundle: small
-                name = _ox().NamedNode(graph)
-                return sum(1 for _ in store.quads_for_pattern(None, None, None, name))
             (row,) = store.query(_COUNT_NAMED_GRAPH_QUADS)
             return int(row[0].value)
 

@@ -1173,7 +1173,7 @@ class SQLStore:
         for name, count in sorted(pending.items()):
             # Never analysed (-1), or at least doubled since the last ANALYZE.
             if count and count > estimates.get(name, -1):
-                if not sampled and not __import__("os").environ.get("XX_FULL_STATS"):
+                if not sampled:
                     conn.exec_driver_sql(_BULK_STATISTICS)
                     sampled = True
                 # ANALYZE sees this transaction's own rows, so the new batch counts.
