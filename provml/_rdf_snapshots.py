@@ -172,6 +172,11 @@ class ReadSnapshots:
                 )
             self._changed.wait(min(remaining, 0.05))
 
+    @property
+    def wanted(self) -> bool:
+        """Whether a query waits for the writer to take a checkpoint."""
+        return self._wanted
+
     def serve_request(self, store: Any, generation: int) -> None:
         """Take the checkpoint a waiting query asked for; the writer calls this between
         two bundles, holding its projection lock. Costs nothing when none is wanted."""

@@ -91,6 +91,14 @@ _ALL_PENDING = 2**31 - 1  # "every outbox row": fits a LIMIT on every SQL backen
 _READ_ONLY_ATTEMPTS = 8  # about 1.4 s in all, see _open_oxigraph
 _REBUILD_STOPPED = "the RDF store is shutting down: its rebuild stopped"
 _BULK_THRESHOLD = 100_000  # quads; above this a projection batch is bulk-loaded
+# The quads a projection adds are gathered over bundles and written together: from this
+# many on through the bulk loader, below it in one transaction (Store.extend). Extend
+# costs ~13 µs of CPU a quad on a store of millions (a transaction, and a lookup and six
+# index entries a quad); the bulk loader ~4-6 µs, but it writes a dozen new files a
+# call, which outweighs the saving below ~3,000 quads (pyoxigraph 0.5.13; bench/service/
+# RESULTS.md, "Bulk-loaded projection").
+_BULK_MIN = 5_000
+_BULK_BATCH = 50_000  # quads gathered before they are written, at most (~10k records)
 # Quads handed to the bulk loader at a time by _bulk_load: ~40 MB of N-Quads text.
 _BULK_CHUNK = 250_000
 _BLANK_NODE_CHUNK = 10_000  # quads with blank nodes, bulk_extend'ed at a time
@@ -732,6 +740,8 @@ class RDFStore:
         self._lock = threading.RLock()  # one projection or rebuild at a time
         self._stale = path is None  # an in-memory store starts empty: rebuild first
         self._unflushed_writes = 0  # quads added or removed since the last memtable flush
+        self._added: list[Any] = []  # quads a running projection gathered, not yet written
+        self._added_since = 0.0  # when the first of them was gathered (time.monotonic)
         # Query workers hold read-only snapshots; this number tells them to renew theirs.
         self._generation = 0
         #: Bundles whose quads could not be made (see :meth:`_quads_of`), by id.
@@ -1020,12 +1030,20 @@ class RDFStore:
             # are flushed as the writes add up, not once at the end: a batch of 1 000
             # rows behind a busy ingest wrote 90 000 quads, and a query worker opening
             # the store next replayed them all (see _FLUSH_AFTER_WRITES).
+            # The quads a bundle adds are gathered (self._added) and written together
+            # (_write_added): every _BULK_BATCH quads, before a snapshot is taken, and
+            # at the end; so a snapshot between bundles still holds every bundle before
+            # it.
             wanted = {b: change or (0, ()) for b, change in changes.items()}
-            for bundle_id, bundle in record_store.changed_bundles(wanted):
-                written = self._project_bundle(bundle_id, bundle, changes[bundle_id])
-                writes += written
-                self._flush_if_due(written)
-                self._offer_snapshot(publish_every)
+            try:
+                for bundle_id, bundle in record_store.changed_bundles(wanted):
+                    writes += self._project_bundle(bundle_id, bundle, changes[bundle_id])
+                    if len(self._added) >= _BULK_BATCH or self._snapshot_due(publish_every):
+                        writes += self._write_added()
+                    self._offer_snapshot(publish_every)
+                writes += self._write_added()
+            finally:
+                self._added = []  # an error: the outbox rows stay pending, all comes again
             self._generation += 1
             self._offer_snapshot(publish_every)
         record_store.outbox_done([row.seq for row in rows])
@@ -1041,17 +1059,47 @@ class RDFStore:
         change: tuple[int, set[str]] | None,
     ) -> int:
         """Project what ``change`` names of a bundle, as read (None: deleted since);
-        ``change`` None projects the bundle whole. Returns the quads written."""
-        if bundle is None:
-            return self._replace_graph(bundle_id, [])  # deleted since: it goes
+        ``change`` None projects the bundle whole. Returns the quads written: the quads
+        of new records are only gathered, for :meth:`_write_added`."""
+        if bundle is None or change is None:
+            # A replacement reads the store (the graph's quads, the other graphs' for
+            # the default graph's copies): what was gathered goes in first.
+            written = self._write_added()
+            if bundle is None:
+                return written + self._replace_graph(bundle_id, [])  # deleted since: it goes
+            quads = self._quads_of(bundle)
+            return written + (self._replace_graph(bundle_id, quads) if quads is not None else 0)
         quads = self._quads_of(bundle)
-        if quads is None:
-            return 0
-        if change is None:
-            return self._replace_graph(bundle_id, quads)
-        written = _merged(quads)
-        self._store.extend(written)  # one transaction; a quad already there stays one
-        return len(written)
+        if quads is not None:
+            if not self._added:
+                self._added_since = time.monotonic()
+            self._added += _merged(quads)  # a quad already stored stays one
+        return 0
+
+    def _write_added(self) -> int:
+        """Write the quads gathered since the last write; returns how many.
+
+        Many go through the bulk loader (see ``_BULK_MIN``), which writes files, not
+        memtables, so they need no flush; it is not one transaction, but the readers
+        only ever see snapshots taken between two writes, and a crash leaves the outbox
+        rows pending, so the same quads come again. A few go in one transaction.
+        """
+        added, self._added = self._added, []
+        if len(added) >= _BULK_MIN:
+            _bulk_load(self._store, added)
+        elif added:
+            self._store.extend(added)  # one transaction
+            self._flush_if_due(len(added))
+        return len(added)
+
+    def _snapshot_due(self, publish_every: float | None) -> bool:
+        """Whether a snapshot may be taken after this bundle: a query waits for one, or
+        the quads gathered first are ``publish_every`` s old (the readers' interval)."""
+        if not self._added:
+            return False
+        if self._snapshots is not None and self._snapshots.wanted:
+            return True
+        return publish_every is not None and time.monotonic() - self._added_since >= publish_every
 
     def _quads_of(self, bundle: Bundle) -> list[Any] | None:
         """The bundle's quads, or None (logged, counted) when they cannot be made.

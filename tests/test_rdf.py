@@ -1679,3 +1679,61 @@ def test_a_rebuild_loaded_in_many_chunks_equals_incremental_projection(
         assert loads and loads[0] > 7  # more than one chunk
         assert rebuilt.count() == incremental.count() > 0
         assert rebuilt.checksum() == incremental.checksum()
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_projection_gathers_what_bundles_add_and_bulk_loads_it_as_transactions_would(
+    store, tmp_path, monkeypatch, on_disk
+):
+    """The quads new records add are gathered over bundles and written together, through
+    the bulk loader once there are enough (_BULK_MIN), every _BULK_BATCH quads: with
+    blank nodes, merged descriptions and a bundle replaced whole in the same pass, the
+    store is the one that writing each bundle in its own transaction makes, and the one
+    a rebuild makes."""
+    from provml import rdf as rdf_module
+    from provml.store.sql import SQLStore
+
+    one, two = long_run_batches("one", 6, 5), long_run_batches("two", 6, 5)
+    steps = [[a, b] for a, b in zip(one, two, strict=True)]
+    steps[3].append(curation_bundle())
+    steps[4] += [training_bundle(), curation_bundle()]  # a replay: projected whole
+
+    # Step by step, each bundle in a transaction of its own (too few quads to bulk-load).
+    transactional = RDFStore.open()
+    for step in steps:
+        store.ingest(step)
+        while transactional.project(store):
+            pass
+
+    # The same ingests into a second SQL store, then one pass over all of them.
+    loads: list[int] = []
+    original = rdf_module._bulk_load
+
+    def counted(target, quads, chunk=None):
+        quads = list(quads)
+        loads.append(len(quads))
+        return original(target, quads, chunk)
+
+    monkeypatch.setattr(rdf_module, "_bulk_load", counted)
+    monkeypatch.setattr(rdf_module, "_BULK_MIN", 10)
+    monkeypatch.setattr(rdf_module, "_BULK_BATCH", 40)
+    monkeypatch.setattr(rdf_module, "_BULK_CHUNK", 7)
+    monkeypatch.setattr(rdf_module, "_BLANK_NODE_CHUNK", 3)
+    other = SQLStore(f"sqlite:///{tmp_path / 'other.sqlite'}")
+    other.upgrade()
+    try:
+        with RDFStore.open(tmp_path / "oxigraph" if on_disk else None) as gathered:
+            gathered.project(other)  # a new store's first projection builds it (empty)
+            loads.clear()
+            for step in steps:
+                other.ingest(step)
+            while gathered.project(other):
+                pass
+            assert len(loads) > 2 and max(loads) >= 40  # bulk-loaded, in several writes
+            assert gathered.count() == transactional.count() > 0
+            assert gathered.checksum() == transactional.checksum()
+            rebuilt = RDFStore.open()
+            rebuilt.rebuild(other)
+            assert rebuilt.checksum() == gathered.checksum()
+    finally:
+        other.close()
