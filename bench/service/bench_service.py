@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gzip
 import json
 import os
@@ -241,46 +242,77 @@ class Server:
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
-CPU_PARTS = ("server", "projector", "postgres", "clients")
+CPU_PARTS = ("server", "projector", "ended", "postgres", "clients")
 
 
-def cpu_seconds(server_pid: int) -> dict[str, float]:
-    """CPU seconds used so far, by part: the server's request handling, its niced RDF
-    projector threads, PostgreSQL's processes, and this benchmark's own process.
+@dataclasses.dataclass
+class CpuSnapshot:
+    """CPU seconds used so far (see :func:`cpu_snapshot`)."""
 
-    Read from ``/proc``: user + system time of each process (its exited threads
-    included), and of each thread of the server's processes, where one running at a
-    raised nice value is a projector (``PROVML_PROJECT_NICE``). The server is its
-    supervisor and the supervisor's children. Every ``postgres`` process counts, so
-    nothing else may use the server during the measurement.
-    """
-    parts = dict.fromkeys(CPU_PARTS, 0.0)
+    processes: dict[int, float]  # each server process, its ended threads included
+    threads: dict[tuple[int, int], tuple[bool, float]]  # each live thread: niced, seconds
+    postgres: float
+    clients: float
+
+
+def cpu_snapshot(server_pid: int) -> CpuSnapshot:
+    """CPU seconds used so far by the server (its supervisor and the supervisor's
+    children: every process, and every live thread with whether it runs niced, as the
+    RDF projector does with ``PROVML_PROJECT_NICE``), by PostgreSQL's processes (every
+    ``postgres`` process counts, so nothing else may use the server during the
+    measurement) and by this benchmark's own process. Read from ``/proc``: user +
+    system time."""
 
     def times(stat_file: Path) -> tuple[str, list[str]]:
         stat = stat_file.read_text()
         return stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
 
-    processes = []
+    def seconds(fields: list[str]) -> float:
+        return (int(fields[11]) + int(fields[12])) / _TICK
+
+    listed = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, ValueError):  # gone meanwhile
-                processes.append((int(entry.name), entry, *times(entry / "stat")))
-    server = {server_pid} | {pid for pid, _, _, fields in processes if int(fields[1]) == server_pid}
-    for pid, entry, name, fields in processes:
-        seconds = (int(fields[11]) + int(fields[12])) / _TICK
+                listed.append((int(entry.name), entry, *times(entry / "stat")))
+    server = {server_pid} | {pid for pid, _, _, fields in listed if int(fields[1]) == server_pid}
+    snapshot = CpuSnapshot({}, {}, 0.0, 0.0)
+    for pid, entry, name, fields in listed:
         if pid in server:
-            niced = 0.0
+            snapshot.processes[pid] = seconds(fields)
             for task in (entry / "task").iterdir():
                 with contextlib.suppress(OSError, ValueError):
                     _, task_fields = times(task / "stat")
-                    if int(task_fields[16]) > 0:
-                        niced += (int(task_fields[11]) + int(task_fields[12])) / _TICK
-            parts["projector"] += niced
-            parts["server"] += seconds - niced
+                    niced = int(task_fields[16]) > 0
+                    snapshot.threads[pid, int(task.name)] = (niced, seconds(task_fields))
         elif name.startswith("postgres"):
-            parts["postgres"] += seconds
+            snapshot.postgres += seconds(fields)
         elif pid == os.getpid():
-            parts["clients"] += seconds
+            snapshot.clients += seconds(fields)
+    return snapshot
+
+
+def cpu_between(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+    """CPU seconds used between two snapshots, by part (``CPU_PARTS``): the server's
+    threads at normal priority ("server": request handling), its niced threads
+    ("projector": the RDF projection), its threads that ended in between ("ended"),
+    PostgreSQL, and the clients.
+
+    ``/proc`` keeps no times for a thread that ended, only its process's total, so
+    "ended" is the process's time less that of its threads still alive. These are
+    mostly the RDF bulk loader's threads: the niced projector thread starts them (so
+    they are niced too), and Oxigraph starts threads of its own for every load.
+    """
+    parts = dict.fromkeys(CPU_PARTS, 0.0)
+    live: dict[int, float] = {}
+    for (pid, tid), (niced, used) in after.threads.items():
+        spent = used - before.threads.get((pid, tid), (niced, 0.0))[1]
+        parts["projector" if niced else "server"] += spent
+        live[pid] = live.get(pid, 0.0) + spent
+    for pid, total in after.processes.items():
+        parts["ended"] += total - before.processes.get(pid, 0.0) - live.get(pid, 0.0)
+    parts["postgres"] = after.postgres - before.postgres
+    parts["clients"] = after.clients - before.clients
     return parts
 
 
@@ -289,14 +321,14 @@ def ingest_and_catch_up(
 ) -> tuple[float, float, dict[str, float]]:
     """POST every payload (4 clients), then wait for the RDF projection to catch up:
     the ingest's seconds, the catch-up's seconds after it, and the CPU µs a record
-    each part (see :func:`cpu_seconds`) used during the ingest."""
-    before = cpu_seconds(server.process.pid)
+    each part (see :func:`cpu_between`) used during the ingest."""
+    before = cpu_snapshot(server.process.pid)
     seconds = http_ingest(server.url, payloads)
-    after = cpu_seconds(server.process.pid)
+    used = cpu_between(before, cpu_snapshot(server.process.pid))
     started = time.perf_counter()
     server.wait_projected()
     catch_up = time.perf_counter() - started
-    return seconds, catch_up, {p: (after[p] - before[p]) / records * 1e6 for p in after}
+    return seconds, catch_up, {part: used[part] / records * 1e6 for part in used}
 
 
 def run_clients(work, clients: int) -> float:
@@ -708,7 +740,7 @@ def main() -> None:
         per_record = sum(cpu.values())
         note(
             "CPU a record during the HTTP ingest: server request handling / RDF projector "
-            "(niced) / PostgreSQL / clients",
+            "(niced) / ended server threads (RDF bulk loads, niced) / PostgreSQL / clients",
             " / ".join(f"{cpu[part]:.1f}" for part in CPU_PARTS)
             + f" us = {per_record:.1f} us; {per_record * http_rate / 1e6:.2f} of "
             f"{os.cpu_count()} cores busy; at this cost {os.cpu_count()} cores take at most "

@@ -4,7 +4,7 @@ For each round and each nice value (in turns, the order alternating by round): a
 PostgreSQL database, ``provml serve --workers 4`` with that ``PROVML_PROJECT_NICE``, the
 service benchmark's generated records POSTed in batches of ~1,000 by 4 clients, then the
 wait until the RDF projection has caught up. Prints records/s, the catch-up and the CPU a
-record by part (as ``bench_service.cpu_seconds`` splits it), and per round the ratio of
+record by part (as ``bench_service.cpu_between`` splits it), and per round the ratio of
 the first value's rate to the second's::
 
     python bench/service/projector_priority.py --records 200000 --nice 19,10 --rounds 3
