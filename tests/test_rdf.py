@@ -1668,6 +1668,22 @@ def test_a_failed_chunk_stops_the_bulk_load_with_its_error():
     assert store.loads == 2  # nothing is loaded after the chunk that failed
 
 
+def counted_bulk_loads(monkeypatch) -> list[int]:
+    """The number of quads of each _bulk_load call from now on (the calls still load)."""
+    from provml import rdf as rdf_module
+
+    loads: list[int] = []
+    original = rdf_module._bulk_load
+
+    def counted(target, quads, chunk=None, **options):
+        quads = list(quads)
+        loads.append(len(quads))
+        return original(target, quads, chunk, **options)
+
+    monkeypatch.setattr(rdf_module, "_bulk_load", counted)
+    return loads
+
+
 @pytest.mark.parametrize("on_disk", [False, True])
 def test_a_rebuild_loaded_in_many_chunks_equals_incremental_projection(
     store, tmp_path, monkeypatch, on_disk
@@ -1683,15 +1699,7 @@ def test_a_rebuild_loaded_in_many_chunks_equals_incremental_projection(
 
     monkeypatch.setattr(rdf_module, "_BULK_CHUNK", 7)
     monkeypatch.setattr(rdf_module, "_BLANK_NODE_CHUNK", 3)
-    loads: list[int] = []
-    original = rdf_module._bulk_load
-
-    def counted(target, quads, chunk=None, **options):
-        materialised = list(quads)
-        loads.append(len(materialised))
-        return original(target, materialised, chunk, **options)
-
-    monkeypatch.setattr(rdf_module, "_bulk_load", counted)
+    loads = counted_bulk_loads(monkeypatch)
     with RDFStore.open(tmp_path / "oxigraph" if on_disk else None) as rebuilt:
         rebuilt.rebuild(store)
         assert loads and loads[0] > 7  # more than one chunk
@@ -1724,15 +1732,7 @@ def test_a_projection_gathers_what_bundles_add_and_bulk_loads_it_as_transactions
             pass
 
     # The same ingests into a second SQL store, then one pass over all of them.
-    loads: list[int] = []
-    original = rdf_module._bulk_load
-
-    def counted(target, quads, chunk=None, **options):
-        quads = list(quads)
-        loads.append(len(quads))
-        return original(target, quads, chunk, **options)
-
-    monkeypatch.setattr(rdf_module, "_bulk_load", counted)
+    loads = counted_bulk_loads(monkeypatch)
     monkeypatch.setattr(rdf_module, "_BULK_MIN", 10)
     monkeypatch.setattr(rdf_module, "_BULK_BATCH", 40)
     monkeypatch.setattr(rdf_module, "_BULK_CHUNK", 7)
