@@ -95,8 +95,8 @@ _BULK_THRESHOLD = 100_000  # quads; above this a projection batch is bulk-loaded
 # many on through the bulk loader, below it in one transaction (Store.extend). Extend
 # costs ~13 µs of CPU a quad on a store of millions (a transaction, and a lookup and six
 # index entries a quad); the bulk loader ~4-6 µs, but it writes a dozen new files a
-# call, which outweighs the saving below ~3,000 quads (pyoxigraph 0.5.13; bench/service/
-# RESULTS.md, "Bulk-loaded projection").
+# call, which outweighs the saving below ~3,000 quads (pyoxigraph 0.5.13; measured in
+# bench/service/RESULTS.md, Runs 31-33).
 _BULK_MIN = 5_000  # quads written, the default graph's copies included
 _BULK_BATCH = 50_000  # quads written at a time at most (~10k records)
 # Quads handed to the bulk loader at a time by _bulk_load: ~40 MB of N-Quads text.
