@@ -316,19 +316,37 @@ def cpu_between(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
     return parts
 
 
+def payloads_of(grouped: list[list[Bundle]]) -> list[bytes]:
+    """One gzip JSON request body per batch, as the capture exporter sends them."""
+    return [
+        gzip.compress(json.dumps({"bundles": [bundle_to_dict(b) for b in batch]}).encode())
+        for batch in grouped
+    ]
+
+
 def ingest_and_catch_up(
     server: Server, payloads: list[bytes], records: int
-) -> tuple[float, float, dict[str, float]]:
+) -> tuple[float, float, dict[str, float], dict[str, float]]:
     """POST every payload (4 clients), then wait for the RDF projection to catch up:
     the ingest's seconds, the catch-up's seconds after it, and the CPU µs a record
-    each part (see :func:`cpu_between`) used during the ingest."""
+    each part (see :func:`cpu_between`) used during the ingest and during the catch-up."""
     before = cpu_snapshot(server.process.pid)
     seconds = http_ingest(server.url, payloads)
-    used = cpu_between(before, cpu_snapshot(server.process.pid))
+    middle = cpu_snapshot(server.process.pid)
     started = time.perf_counter()
     server.wait_projected()
     catch_up = time.perf_counter() - started
-    return seconds, catch_up, {part: used[part] / records * 1e6 for part in used}
+    after = cpu_snapshot(server.process.pid)
+
+    def per_record(used: dict[str, float]) -> dict[str, float]:
+        return {part: used[part] / records * 1e6 for part in used}
+
+    return (
+        seconds,
+        catch_up,
+        per_record(cpu_between(before, middle)),
+        per_record(cpu_between(middle, after)),
+    )
 
 
 def run_clients(work, clients: int) -> float:
@@ -679,10 +697,7 @@ def main() -> None:
     bundles = generate(args.records)
     total = sum(len(b.records) for b in bundles)
     grouped = batches(bundles)
-    payloads = [
-        gzip.compress(json.dumps({"bundles": [bundle_to_dict(b) for b in batch]}).encode())
-        for batch in grouped
-    ]
+    payloads = payloads_of(grouped)
     print(f"{total} records in {len(bundles)} workflows, {len(payloads)} batches", file=sys.stderr)
     workdir = Path(tempfile.mkdtemp(prefix="provml-service-bench-"))
     admin_dsn = POSTGRES.replace("postgresql+psycopg://", "postgresql://")
@@ -722,7 +737,7 @@ def main() -> None:
         servers.append(pg)
         # The peers run on an idle machine: the projection the ingest left behind
         # would otherwise take their cores (and flatter every ratio below).
-        seconds, projected_after, cpu = ingest_and_catch_up(pg, payloads, total)
+        seconds, projected_after, cpu, _ = ingest_and_catch_up(pg, payloads, total)
         copy_seconds = copy_ingest(copy_dsn, bundles)
         http_rate, copy_rate = total / seconds, total / copy_seconds
         note(

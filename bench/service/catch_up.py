@@ -23,31 +23,26 @@ else running: every ``postgres`` process counts towards the PostgreSQL share.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_service import (
     Server,
     batches,
-    cpu_between,
-    cpu_snapshot,
     fresh_database,
     generate,
-    http_ingest,
+    ingest_and_catch_up,
+    payloads_of,
 )
 
 import provml
-from provml.records import bundle_to_dict
 from provml.store.sql import SQLStore
 
 
-def per_record(used: dict[str, float], records: int) -> str:
-    return " / ".join(f"{part} {seconds / records * 1e6:.1f}" for part, seconds in used.items())
+def by_part(used: dict[str, float]) -> str:
+    return " / ".join(f"{part} {us:.1f}" for part, us in used.items())
 
 
 def main() -> None:
@@ -57,10 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     bundles = generate(args.records)
     records = sum(len(b.records) for b in bundles)
-    payloads = [
-        gzip.compress(json.dumps({"bundles": [bundle_to_dict(b) for b in batch]}).encode())
-        for batch in batches(bundles)
-    ]
+    payloads = payloads_of(batches(bundles))
     del bundles
     print(f"provml from {Path(provml.__file__).parent}, {records:,} records")
     with fresh_database("provml_bench") as url:
@@ -69,24 +61,15 @@ def main() -> None:
         store.close()
         server = Server(url, Path(tempfile.mkdtemp(prefix="provml-catch-up-")), args.workers)
         try:
-            before = cpu_snapshot(server.process.pid)
-            seconds = http_ingest(server.url, payloads)
-            middle = cpu_snapshot(server.process.pid)
-            started = time.perf_counter()
-            server.wait_projected()
-            catch_up = time.perf_counter() - started
-            after = cpu_snapshot(server.process.pid)
+            seconds, catch_up, ingest, after = ingest_and_catch_up(server, payloads, records)
         finally:
             server.stop()
-    ingest = cpu_between(before, middle)
+    busy = sum(ingest.values()) * records / 1e6 / seconds
     print(
-        f"ingest {records / seconds:,.0f} records/s, {sum(ingest.values()) / seconds:.2f} "
-        f"cores busy; CPU µs a record: {per_record(ingest, records)}"
+        f"ingest {records / seconds:,.0f} records/s, {busy:.2f} cores busy; "
+        f"CPU µs a record: {by_part(ingest)}"
     )
-    print(
-        f"caught up {catch_up:.1f} s after the last batch; CPU µs a record meanwhile: "
-        f"{per_record(cpu_between(middle, after), records)}"
-    )
+    print(f"caught up {catch_up:.1f} s after the last batch; CPU µs a record: {by_part(after)}")
 
 
 if __name__ == "__main__":

@@ -16,17 +16,21 @@ else running: every ``postgres`` process counts towards the PostgreSQL share.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_service import Server, batches, fresh_database, generate, ingest_and_catch_up
+from bench_service import (
+    Server,
+    batches,
+    fresh_database,
+    generate,
+    ingest_and_catch_up,
+    payloads_of,
+)
 
-from provml.records import bundle_to_dict
 from provml.store.sql import SQLStore
 
 
@@ -39,7 +43,7 @@ def one_ingest(payloads: list[bytes], records: int, nice: int) -> float:
         store.close()
         server = Server(url, Path(tempfile.mkdtemp(prefix="provml-priority-")), workers=4)
         try:
-            seconds, catch_up, cpu = ingest_and_catch_up(server, payloads, records)
+            seconds, catch_up, cpu, _ = ingest_and_catch_up(server, payloads, records)
         finally:
             server.stop()
     parts = " ".join(f"{part} {us:.1f}" for part, us in cpu.items())
@@ -61,10 +65,7 @@ def main() -> None:
     first, second = (int(n) for n in args.nice.split(","))
     bundles = generate(args.records)
     records = sum(len(b.records) for b in bundles)
-    payloads = [
-        gzip.compress(json.dumps({"bundles": [bundle_to_dict(b) for b in batch]}).encode())
-        for batch in batches(bundles)
-    ]
+    payloads = payloads_of(batches(bundles))
     print(f"{records:,} records, {len(payloads)} batches, 4 clients, 4 server processes")
     ratios = []
     for round_ in range(args.rounds):
