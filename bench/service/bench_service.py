@@ -505,7 +505,8 @@ def in_process(dsn_url: str, bundles: list[Bundle], payloads: list[bytes]) -> di
 class MlflowServer:
     """``mlflow server`` on its own PostgreSQL database (needs the bench venv)."""
 
-    def __init__(self, backend: str, workdir: Path) -> None:
+    def __init__(self, backend: str, workdir: Path, settle: bool = True) -> None:
+        """Start it and wait for its first answer, then (``settle``) for it to go idle."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (workdir / "mlflow.log").open("wb")
@@ -531,7 +532,8 @@ class MlflowServer:
         while True:
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    wait_idle(self.process.pid)
+                    if settle:
+                        wait_idle(self.process.pid)
                     return
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError(f"mlflow server did not start; see {self.log.name}")

@@ -29,10 +29,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_service
 from bench_service import (
     MlflowServer,
     cpu_between,
@@ -81,11 +79,7 @@ def client_ingest(url: str, sizes: list[int], clients: int = 4) -> float:
 def one(way: str, sizes: list[int]) -> str:
     settle = way != "client, at once"
     with fresh_database("provml_bench_mlflow") as url, tempfile.TemporaryDirectory() as work:
-        if settle:
-            server = MlflowServer(url, Path(work))
-        else:
-            with mock.patch.object(bench_service, "wait_idle", lambda pid: 0.0):
-                server = MlflowServer(url, Path(work))
+        server = MlflowServer(url, Path(work), settle=settle)
         try:
             bodies = mlflow_bodies(server.url, sizes) if way == "REST, settled" else None
             before = cpu_snapshot(server.process.pid)
